@@ -1,0 +1,94 @@
+"""Saving and restoring runs; the only module that imports orbax.
+
+A checkpoint holds the whole `TrainState` and the data iterator's position, so
+resuming continues the exact sequence of batches and random numbers.
+"""
+
+import os
+from typing import Any
+
+from absl import logging
+import orbax.checkpoint as ocp
+
+from repr_learn import train_state as train_state_lib
+
+STATE_ITEM = "state"
+DATA_ITEM = "data_iterator"
+
+
+class CheckpointError(RuntimeError):
+  """No usable checkpoint although the workdir says there should be one."""
+
+
+class Checkpointer:
+  """Periodic asynchronous saves keeping the last N, and robust restore."""
+
+  def __init__(self, directory: str, *, keep: int, every_steps: int):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, save_interval_steps=every_steps, create=True,
+        enable_async_checkpointing=True, cleanup_tmp_directories=True)
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM))
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, state: train_state_lib.TrainState, data_state: dict[str, Any],
+           *, force: bool = False) -> bool:
+    """Saves if `state.step` is on the interval (or `force`); async."""
+    step = int(state.step)
+    if step in self._manager.all_steps():
+      return False
+    return self._manager.save(
+        step,
+        args=ocp.args.Composite(**{
+            STATE_ITEM: ocp.args.StandardSave(state),
+            DATA_ITEM: ocp.args.JsonSave(data_state),
+        }),
+        force=force)
+
+  def restore_latest(self, target: train_state_lib.TrainState
+                     ) -> tuple[train_state_lib.TrainState, dict[str, Any]] | None:
+    """Restores the newest readable checkpoint into `target`'s shapes/shardings.
+
+    A corrupt or half-written newest checkpoint is reported and the previous one
+    is used; if checkpoints exist but none can be read this raises rather than
+    silently starting from scratch. Returns None when there is no checkpoint.
+    """
+    steps = self.all_steps()
+    if not steps:
+      return None
+    abstract = train_state_lib.abstract_like(target)
+    failures = []
+    for step in reversed(steps):
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(**{
+            STATE_ITEM: ocp.args.StandardRestore(abstract),
+            DATA_ITEM: ocp.args.JsonRestore(),
+        }))
+      except Exception as e:  # orbax raises many types for damaged files.
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        failures.append(f"step {step} ({reason})")
+        logging.error("Checkpoint at step %d in %s is unreadable (%s); trying "
+                      "the previous one.", step, self.directory, reason)
+        continue
+      if failures:
+        logging.warning("Resumed from step %d because newer checkpoints were "
+                        "unreadable: %s", step, "; ".join(failures))
+      return restored[STATE_ITEM], dict(restored[DATA_ITEM])
+    raise CheckpointError(
+        f"No readable checkpoint in {self.directory} ({'; '.join(failures)}); "
+        "fix or move that directory away to start over.")
+
+  def wait(self) -> None:
+    """Blocks until pending asynchronous saves are on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+

@@ -1,0 +1,141 @@
+"""The experiment config's schema: every field, its default and its meaning.
+
+Method configs in `configs/` start from `base_config()` and change values, so a
+field that is not here does not exist. `validate` re-checks a finished config
+(including configs built in code, which ml_collections' lock cannot police) and
+fails with one line naming the nearest valid key.
+"""
+
+import difflib
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every method (SimCLR-like ResNet-18 on CIFAR-10)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0                        # initialisation, augmentation and data order
+  c.batch_size = 512                # global batch over all hosts and devices
+  c.num_epochs = 100.0              # training length in epochs of `data.name`...
+  c.num_steps = config_dict.placeholder(int)  # ...or in steps (takes precedence)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "cifar10"           # see repr_learn/data/catalog.py
+  c.data.data_dir = config_dict.placeholder(str)    # TFDS data_dir, or the image folder
+  c.data.manual_dir = config_dict.placeholder(str)  # ImageNet tars (imagenet2012)
+  c.data.eval_dir = config_dict.placeholder(str)    # image_folder: labeled test folder
+  c.data.worker_count = 0           # grain worker processes (0: in the main process)
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.recipe = "simclr"       # see repr_learn/data/view_recipes.py
+  c.augment.crop_size = 32          # output size of the random resized crops
+  c.augment.min_scale = 0.08        # smallest crop area fraction
+  c.augment.color_strength = 0.5    # SimCLR's jitter strength s
+  c.augment.blur_prob = 0.0         # 0.5 for ImageNet-sized images, 0 on CIFAR
+
+  c.model = ml_collections.ConfigDict()
+  c.model.backbone = "resnet18"     # resnet_tiny | resnet18 | resnet34 | resnet50 | ...
+  c.model.stem = "cifar"            # 'cifar' (3x3 conv, no pool) or 'imagenet'
+  c.model.width = 64                # filters of the first stage
+  c.model.dtype = "float32"         # activations; 'bfloat16' on GPUs/TPUs
+  c.model.projector = ml_collections.ConfigDict()
+  c.model.projector.hidden_dim = 2048
+  c.model.projector.output_dim = 128
+  c.model.projector.num_layers = 2
+  c.model.projector.use_bn = True
+  c.model.projector.last_bn = False
+  c.model.predictor = ml_collections.ConfigDict()
+  c.model.predictor.hidden_dim = 4096
+  c.model.predictor.num_layers = 0  # 0: no predictor
+
+  c.objective = ml_collections.ConfigDict()
+  c.objective.name = "simclr"       # see repr_learn/objectives/__init__.py
+  c.objective.temperature = 0.5     # objective-specific fields follow the name
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "lars"         # lars | sgd | adamw
+  c.optimizer.base_lr = 1.0         # before batch-size scaling
+  c.optimizer.lr_scaling = "linear" # linear (x batch/256) | sqrt (x sqrt(batch)) | none
+  c.optimizer.warmup_epochs = 10.0
+  c.optimizer.weight_decay = 1e-6
+  c.optimizer.momentum = 0.9
+  c.optimizer.trust_coefficient = 0.001  # LARS eta
+  c.optimizer.adam_b2 = 0.999
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every_steps = 0            # 0: evaluate at the end only
+  c.eval.batch_size = 256           # global batch for feature extraction
+  c.eval.knn_k = 200                # NPID/DINO weighted kNN
+  c.eval.knn_temperature = 0.1
+  c.eval.random_init_baseline = True  # also report the untrained encoder
+
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3            # the last N are kept
+  return c
+
+
+# Per-section allowed values, checked before anything is built.
+_CHOICES = {
+    ("model", "dtype"): ("float32", "bfloat16", "float16"),
+    ("model", "stem"): ("cifar", "imagenet"),
+}
+
+
+def _nearest(key: str, options) -> str:
+  close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
+  return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_keys(config: ml_collections.ConfigDict, schema: Any, path: str) -> None:
+  for key in config.keys():
+    full = f"{path}{key}"
+    if key not in schema:
+      raise KeyError(f"Unknown config key {full!r}{_nearest(key, schema.keys())} "
+                     f"(valid keys here: {sorted(schema.keys())}).")
+    value, default = config[key], schema[key]
+    if isinstance(default, (ml_collections.ConfigDict, dict)):
+      if not isinstance(value, (ml_collections.ConfigDict, dict)):
+        raise TypeError(f"Config key {full!r} must be a section, got {value!r}.")
+      _check_keys(value, default, full + ".")
+
+
+def objective_schema(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The fields `config.objective` may hold: its name plus the class defaults."""
+  from repr_learn import objectives  # Local import: objectives import models.
+  cls = objectives.get_objective_class(config.objective.name)
+  return {"name": config.objective.name, **cls.defaults}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises a one-line error for unknown keys, missing fields or bad values."""
+  schema = base_config()
+  objective_fields = objective_schema(config)
+  schema.unlock()
+  schema.objective = ml_collections.ConfigDict(objective_fields)
+  _check_keys(config, schema, "")
+  for key in objective_fields:
+    if key not in config.objective:
+      raise KeyError(f"Config key 'objective.{key}' is missing for objective "
+                     f"{config.objective.name!r}; start from configs/{config.objective.name}.py.")
+  for (section, key), choices in _CHOICES.items():
+    if config[section][key] not in choices:
+      raise ValueError(f"config.{section}.{key}={config[section][key]!r} is not one of {choices}.")
+  if config.batch_size <= 0:
+    raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
+  if config.num_steps is None and config.num_epochs <= 0:
+    raise ValueError("Set config.num_epochs > 0 or config.num_steps.")
+
+
+def with_objective(config: ml_collections.ConfigDict, name: str,
+                   **overrides: Any) -> ml_collections.ConfigDict:
+  """Replaces `config.objective` by `name`'s defaults updated with `overrides`."""
+  from repr_learn import objectives
+  cls = objectives.get_objective_class(name)
+  unknown = set(overrides) - set(cls.defaults)
+  if unknown:
+    raise KeyError(f"Objective {name!r} has no fields {sorted(unknown)}; valid: {sorted(cls.defaults)}.")
+  config.objective = ml_collections.ConfigDict({"name": name, **cls.defaults, **overrides})
+  return config

@@ -1,0 +1,1 @@
+"""Pure loss functions: arrays in, arrays out, no parameters or state."""

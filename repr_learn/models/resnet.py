@@ -1,0 +1,120 @@
+"""ResNet backbones (He et al. 2016) with the ImageNet and the CIFAR stem.
+
+BatchNorm semantics: the train step is compiled with `jax.jit` over the *global*
+batch, so `nn.BatchNorm` computes its statistics over every device's examples
+(SyncBN, as SimCLR's global BN). When several views are stacked into one forward
+pass, the statistics cover all views together, as in SimCLR and BYOL. Methods that
+need per-device statistics (MoCo v2's shuffle-BN) wrap the forward in `shard_map`.
+"""
+
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+ModuleDef = Any
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convolutions (ResNet-18/34)."""
+  filters: int
+  conv: ModuleDef
+  norm: ModuleDef
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.filters, (3, 3), (self.strides, self.strides))(x)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.filters, (3, 3))(y)
+    # Zero-init the last BN scale so each block starts as identity (Goyal et al.).
+    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters, (1, 1), (self.strides, self.strides),
+                           name="proj_conv")(residual)
+      residual = self.norm(name="proj_bn")(residual)
+    return nn.relu(residual + y)
+
+
+class Bottleneck(nn.Module):
+  """1x1 → 3x3 → 1x1 bottleneck (ResNet-50 and deeper)."""
+  filters: int
+  conv: ModuleDef
+  norm: ModuleDef
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = nn.relu(self.norm()(self.conv(self.filters, (1, 1))(x)))
+    y = self.conv(self.filters, (3, 3), (self.strides, self.strides))(y)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.filters * 4, (1, 1))(y)
+    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters * 4, (1, 1), (self.strides, self.strides),
+                           name="proj_conv")(residual)
+      residual = self.norm(name="proj_bn")(residual)
+    return nn.relu(residual + y)
+
+
+class ResNet(nn.Module):
+  """ResNet trunk returning globally pooled features [N, C].
+
+  Attributes:
+    stage_sizes: blocks per stage.
+    block: BasicBlock or Bottleneck.
+    width: filters of the first stage (64 in the paper).
+    stem: 'imagenet' (7x7/2 conv + 3x3/2 max-pool) or 'cifar' (3x3/1 conv, no
+      pool), the latter for 32x32 inputs as in SimCLR's CIFAR experiments.
+    bn_momentum: decay of the running statistics used at evaluation.
+    dtype: computation dtype (bfloat16 on accelerators); params stay float32.
+  """
+  stage_sizes: Sequence[int]
+  block: Callable[..., nn.Module]
+  width: int = 64
+  stem: str = "imagenet"
+  bn_momentum: float = 0.9
+  dtype: Any = jnp.float32
+
+  @property
+  def num_features(self) -> int:
+    expansion = 4 if self.block is Bottleneck else 1
+    return self.width * 2 ** (len(self.stage_sizes) - 1) * expansion
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+                             kernel_init=nn.initializers.variance_scaling(
+                                 2.0, "fan_out", "normal"))
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+                             momentum=self.bn_momentum, epsilon=1e-5,
+                             dtype=self.dtype)
+    x = x.astype(self.dtype)
+    if self.stem == "imagenet":
+      x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
+               name="stem_conv")(x)
+      x = nn.relu(norm(name="stem_bn")(x))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+    elif self.stem == "cifar":
+      x = conv(self.width, (3, 3), name="stem_conv")(x)
+      x = nn.relu(norm(name="stem_bn")(x))
+    else:
+      raise ValueError(f"Unknown ResNet stem {self.stem!r}; use 'imagenet' or 'cifar'.")
+    for i, num_blocks in enumerate(self.stage_sizes):
+      for j in range(num_blocks):
+        strides = 2 if i > 0 and j == 0 else 1
+        x = self.block(self.width * 2 ** i, conv=conv, norm=norm,
+                       strides=strides)(x)
+    return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+
+
+RESNET_DEPTHS = {
+    "resnet_tiny": ((1, 1), BasicBlock),  # tests only: two stages, one block each
+    "resnet18": ((2, 2, 2, 2), BasicBlock),
+    "resnet34": ((3, 4, 6, 3), BasicBlock),
+    "resnet50": ((3, 4, 6, 3), Bottleneck),
+    "resnet101": ((3, 4, 23, 3), Bottleneck),
+}

@@ -1,0 +1,62 @@
+"""Where devices meet: the mesh, shardings and per-host batch assembly.
+
+The train step is written on the global batch; sharding the batch axis over
+the 'data' mesh axis makes XLA insert the collectives (all-gathers for the
+similarity matrix, all-reduces for BatchNorm statistics and gradients). This is
+the only module that decides how arrays are laid out over devices.
+"""
+
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D data-parallel mesh over all devices of all processes."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis split over the data axis."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh, what: str = "config.batch_size") -> None:
+  """Fails early, in one line, when the global batch cannot be split evenly."""
+  n = mesh.devices.size
+  if batch_size % n:
+    lower, upper = (batch_size // n) * n, (batch_size // n + 1) * n
+    suggestion = f"{lower} or {upper}" if lower else f"{upper}"
+    raise ValueError(f"{what}={batch_size} is not divisible by the {n} devices; "
+                     f"use a multiple of {n} (e.g. {suggestion}).")
+  if batch_size % jax.process_count():
+    raise ValueError(f"{what}={batch_size} is not divisible by the "
+                     f"{jax.process_count()} processes.")
+
+
+def per_process_batch_size(batch_size: int) -> int:
+  return batch_size // jax.process_count()
+
+
+def global_batch(local: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Assembles each process's slice of the batch into global sharded arrays."""
+  sharding = batch_sharded(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in local.items()}
+
+
+def fetch(tree: Any) -> Any:
+  """Device → host copy of (possibly multi-process sharded) arrays."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  from jax.experimental import multihost_utils
+  return multihost_utils.process_allgather(tree, tiled=True)

@@ -1,0 +1,77 @@
+"""Pure step factories: `state, batch -> state, metrics` and the eval forward.
+
+The functions returned here are plain Python; `train.py` compiles them with
+`jax.jit` over the mesh. Augmentation runs inside the step, on the accelerator,
+from `fold_in(state.rng, state.step)`, so a batch of uint8 images and the step
+number fully determine the update.
+"""
+
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from repr_learn import train_state as train_state_lib
+from repr_learn.data import augment
+from repr_learn.objectives import base
+
+Batch = Mapping[str, jax.Array]
+TrainStep = Callable[[train_state_lib.TrainState, Batch],
+                     tuple[train_state_lib.TrainState, dict[str, jax.Array]]]
+
+
+def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, mean, std) -> TrainStep:
+  """One optimizer step of `objective`; skips (and records) non-finite steps."""
+
+  def train_step(state: train_state_lib.TrainState, batch: Batch):
+    step_rng = jax.random.fold_in(state.rng, state.step)
+    aug_rng, loss_rng = jax.random.split(step_rng)
+    views = augment.make_views(aug_rng, batch["image"], objective.views, mean, std)
+
+    def loss_fn(params):
+      return objective.loss(params, state.batch_stats, state.extra, views, batch,
+                            loss_rng)
+
+    (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    extra = objective.update_extra(state.extra, params, out.aux, state.step)
+
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    candidate = state.replace(params=params, batch_stats=out.batch_stats,
+                              opt_state=opt_state, extra=extra)
+    # Keep the last good values when this step blew up; the host stops the run
+    # at its next check and names the step.
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                             candidate, state)
+    first_bad = jnp.where((state.first_nonfinite_step < 0) & ~finite,
+                          state.step, state.first_nonfinite_step)
+    new_state = new_state.replace(step=state.step + 1, first_nonfinite_step=first_bad)
+
+    metrics = {
+        "loss": loss,
+        "grad_norm": grad_norm,
+        "param_norm": optax.global_norm(state.params),
+        "update_norm": optax.global_norm(updates),
+        "learning_rate": schedule(state.step),
+        **out.metrics,
+    }
+    return new_state, metrics
+
+  return train_step
+
+
+def make_embed_fn(objective: base.Objective, image_size: int, mean, std
+                  ) -> Callable[[Any, Any, jax.Array], jax.Array]:
+  """(params, batch_stats, uint8 images) -> backbone features, eval mode."""
+
+  def embed(params, batch_stats, images):
+    x = augment.center_view(images, image_size, mean, std)
+    features, _ = objective.apply(params, batch_stats, x, train=False,
+                                  method=objective.network.embed)
+    return features
+
+  return embed

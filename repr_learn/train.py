@@ -1,0 +1,232 @@
+"""The trainer: one loop for every objective.
+
+`train_and_evaluate(config, workdir)` validates the config, builds the mesh,
+data, network and objective, creates or restores the sharded state, runs the
+compiled train step, checkpoints, logs and evaluates. It never mentions a
+particular method.
+"""
+
+import dataclasses
+import math
+import os
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from repr_learn import checkpointing
+from repr_learn import config_schema
+from repr_learn import metric_logging
+from repr_learn import models
+from repr_learn import objectives
+from repr_learn import optim
+from repr_learn import parallel
+from repr_learn import steps
+from repr_learn import train_state as train_state_lib
+from repr_learn import workdir as workdir_lib
+from repr_learn.data import augment
+from repr_learn.data import catalog
+from repr_learn.data import pipeline
+from repr_learn.data import sources
+from repr_learn.data import view_recipes
+from repr_learn.evaluation import knn_protocol
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training diverged; the checkpoint before the divergence is kept."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Durations:
+  """Training length and periods, resolved once from the config."""
+  steps_per_epoch: int
+  total_steps: int
+  warmup_steps: int
+
+
+@dataclasses.dataclass
+class RunResult:
+  state: train_state_lib.TrainState
+  eval: dict[str, Any]
+
+
+def resolve_durations(config: ml_collections.ConfigDict, num_train_examples: int) -> Durations:
+  steps_per_epoch = num_train_examples // config.batch_size
+  if steps_per_epoch == 0 and config.num_steps is None:
+    raise ValueError(f"config.batch_size={config.batch_size} exceeds the "
+                     f"{num_train_examples} training examples; lower it.")
+  steps_per_epoch = max(steps_per_epoch, 1)
+  if config.num_steps is not None:
+    total = config.num_steps
+  else:
+    total = int(math.ceil(config.num_epochs * steps_per_epoch))
+  warmup = int(round(config.optimizer.warmup_epochs * steps_per_epoch))
+  return Durations(steps_per_epoch=steps_per_epoch, total_steps=max(total, 1),
+                   warmup_steps=warmup)
+
+
+def build_objective(config: ml_collections.ConfigDict) -> objectives.base.Objective:
+  network = models.build_network(config.model)
+  cls = objectives.get_objective_class(config.objective.name)
+  views = view_recipes.build_views(config.augment)
+  return cls(config=config.objective, network=network, views=views)
+
+
+def _init_fn(objective, config, image_size):
+  """rng -> (params, batch_stats, extra), traced inside the sharded init."""
+
+  def init(rng):
+    model_rng, extra_rng = jax.random.split(rng)
+    dummy = jax.numpy.zeros((2, image_size, image_size, 3), jax.numpy.float32)
+    variables = objective.network.init(model_rng, dummy, train=False)
+    params = variables["params"]
+    batch_stats = variables.get("batch_stats", {})
+    extra = objective.init_extra(extra_rng, {"params": params, "batch_stats": batch_stats})
+    return params, batch_stats, extra
+
+  return init
+
+
+def _check_finite(state: train_state_lib.TrainState, last_checkpoint: int | None) -> None:
+  bad = int(state.first_nonfinite_step)
+  if bad >= 0:
+    kept = (f"the checkpoint at step {last_checkpoint} is kept"
+            if last_checkpoint is not None else "no checkpoint was written")
+    raise NonFiniteLossError(
+        f"Loss or gradients became non-finite at step {bad}; {kept}. Lower "
+        "optimizer.base_lr, raise warmup, or check the data, then rerun to resume.")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       overwrite: bool = False,
+                       interrupt_after_steps: int | None = None) -> RunResult:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+  Args:
+    config: the experiment (see `repr_learn.config_schema`).
+    workdir: where checkpoints, metrics.jsonl, config.json and eval/ live.
+    overwrite: move a different run found in `workdir` aside instead of failing.
+    interrupt_after_steps: stop (after saving) once this invocation has taken
+      this many steps; for schedulers with time limits and for resume tests.
+
+  Returns:
+    The final state and the evaluation results.
+  """
+  config_schema.validate(config)
+  workdir = os.path.abspath(workdir)
+  workdir_lib.ensure_writable(workdir)
+  workdir_lib.claim(workdir, config, overwrite=overwrite)
+
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
+
+  spec = catalog.get_spec(config.data.name)
+  train_source = sources.open_source(spec, spec.pretrain_split, config.data)
+  durations = resolve_durations(config, len(train_source))
+  workdir_lib.write_config(workdir, config)
+
+  objective = build_objective(config)
+  peak_lr = optim.scaled_learning_rate(config.optimizer, config.batch_size)
+  schedule = optim.warmup_cosine(peak_lr, durations.warmup_steps, durations.total_steps)
+  tx = optim.make_optimizer(config.optimizer, schedule)
+  rng = jax.random.PRNGKey(config.seed)
+  image_size = config.augment.crop_size
+  init_fn = _init_fn(objective, config, image_size)
+  state = train_state_lib.create(init_fn, tx, rng, mesh)
+
+  data_iter = pipeline.make_train_iterator(
+      train_source, global_batch_size=config.batch_size,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      seed=config.seed, worker_count=config.data.worker_count)
+
+  checkpointer = checkpointing.Checkpointer(
+      os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
+      every_steps=config.checkpoint_every_steps)
+  restored = checkpointer.restore_latest(state)
+  if restored is not None:
+    state, data_state = restored
+    data_iter.set_state(data_state)
+    logging.info("Resumed from step %d in %s.", int(state.step), workdir)
+  start_step = int(state.step)
+  last_checkpoint = start_step if restored is not None else None
+
+  writer = metric_logging.create_writer(workdir, start_step)
+  if start_step == 0:
+    writer.write_hparams(_flatten(config.to_dict()))
+
+  state_sharding = jax.tree.map(lambda x: x.sharding, state)
+  train_step = jax.jit(
+      steps.make_train_step(objective, tx, schedule, augment.IMAGENET_MEAN,
+                            augment.IMAGENET_STD),
+      in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
+      out_shardings=(state_sharding, parallel.replicated(mesh)),
+      donate_argnums=(0,))
+  evaluator = knn_protocol.KnnEvaluator(objective, config, spec, mesh, image_size)
+
+  logging.info("Training %s on %s for %d steps (%d per epoch), global batch %d "
+               "on %d devices.", config.objective.name, config.data.name,
+               durations.total_steps, durations.steps_per_epoch, config.batch_size,
+               mesh.devices.size)
+  progress = metric_logging.ProgressLine(durations.total_steps, config.batch_size, start_step)
+  pending_metrics = []
+  step = start_step
+  while step < durations.total_steps:
+    batch = parallel.global_batch(next(data_iter), mesh)
+    state, metrics = train_step(state, batch)
+    step += 1
+    pending_metrics.append(metrics)
+    if step % config.log_every_steps == 0 or step == durations.total_steps:
+      _check_finite(state, last_checkpoint)
+      summary = _mean_metrics(pending_metrics)
+      pending_metrics = []
+      summary.update(progress(step, summary["train/loss"]))
+      writer.write_scalars(step, summary)
+    interrupt = (interrupt_after_steps is not None
+                 and step - start_step >= interrupt_after_steps)
+    if step % config.checkpoint_every_steps == 0 or step == durations.total_steps or interrupt:
+      _check_finite(state, last_checkpoint)
+      if checkpointer.save(state, data_iter.get_state(), force=True):
+        last_checkpoint = step
+    if config.eval.every_steps and step % config.eval.every_steps == 0 and step < durations.total_steps:
+      writer.write_scalars(step, _prefixed(evaluator.evaluate(state, step), "knn/"))
+    if interrupt:
+      logging.info("Interrupted after %d steps at step %d as asked.", step - start_step, step)
+      checkpointer.close()
+      writer.flush()
+      return RunResult(state=state, eval={})
+
+  checkpointer.close()
+  results = evaluator.evaluate(state, step)
+  if config.eval.random_init_baseline:
+    # The same seed rebuilds the exact initial weights (the originals were donated).
+    results["random_init_top1"] = evaluator.random_init_top1(
+        lambda: train_state_lib.create(init_fn, tx, rng, mesh), workdir)
+  evaluator.write(workdir, results)
+  writer.write_scalars(step, _prefixed(results, "knn/"))
+  writer.flush()
+  logging.info("kNN top-1 %.2f%% (random init %.2f%%).", results["top1"],
+               results.get("random_init_top1", float("nan")))
+  return RunResult(state=state, eval=results)
+
+
+def _mean_metrics(metrics: list[dict[str, jax.Array]]) -> dict[str, float]:
+  stacked = jax.device_get(metrics)
+  return {f"train/{k}": float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+
+
+def _prefixed(results: dict[str, Any], prefix: str) -> dict[str, float]:
+  return {prefix + k: float(v) for k, v in results.items()
+          if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      flat.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      flat[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+  return flat

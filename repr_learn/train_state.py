@@ -1,0 +1,71 @@
+"""The single pytree that holds everything a run needs to continue."""
+
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from repr_learn import parallel
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+  """All mutable training state; the train step maps it to a new one.
+
+  Attributes:
+    step: optimizer steps taken.
+    params: network parameters.
+    batch_stats: BatchNorm running statistics.
+    opt_state: optimizer state.
+    extra: the objective's own state (EMA teacher, queue, centre, ...).
+    rng: base key; the step's key is `fold_in(rng, step)`.
+    first_nonfinite_step: -1, or the first step whose loss or gradients were
+      not finite. That step's update is skipped, so the parameters stay at the
+      last good values for the host to report and keep.
+  """
+  step: jax.Array
+  params: PyTree
+  batch_stats: PyTree
+  opt_state: PyTree
+  extra: PyTree
+  rng: jax.Array
+  first_nonfinite_step: jax.Array
+
+
+def create(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
+           tx: optax.GradientTransformation, rng: jax.Array, mesh: Mesh) -> TrainState:
+  """Builds the state directly with its final (replicated) sharding.
+
+  Following big_vision, the shapes come from `eval_shape` and the state is
+  created by a jitted initialiser with `out_shardings`, so no full copy ever
+  lives on one device first.
+
+  Args:
+    init_fn: rng -> (params, batch_stats, extra).
+    tx: the optimizer.
+    rng: seed key.
+    mesh: the device mesh.
+  """
+
+  def init(rng):
+    init_rng, state_rng = jax.random.split(rng)
+    params, batch_stats, extra = init_fn(init_rng)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=batch_stats, opt_state=tx.init(params),
+                      extra=extra, rng=state_rng,
+                      first_nonfinite_step=jnp.full((), -1, jnp.int32))
+
+  abstract = jax.eval_shape(init, rng)
+  shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+  return jax.jit(init, out_shardings=shardings)(rng)
+
+
+def abstract_like(state: TrainState) -> TrainState:
+  """Shape/dtype/sharding skeleton used as the restore target."""
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
