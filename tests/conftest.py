@@ -9,3 +9,9 @@ if "--xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pathlib
+import sys
+
+# `configs/` lives beside the package, as in flax's examples.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))

@@ -1,0 +1,20 @@
+#!/bin/bash
+# N processes on this machine acting as N hosts (CPU devices), to exercise the
+# multi-host code path without a cluster:
+#   launch/local_multiprocess.sh 2 configs/simclr.py:smoke --workdir=/tmp/mp_run
+set -euo pipefail
+NUM=${1:?usage: local_multiprocess.sh NUM_PROCESSES CONFIG [main.py flags...]}
+CONFIG=${2:?config}
+shift 2
+PORT=${PORT:-$((20000 + RANDOM % 10000))}
+export JAX_PLATFORMS=cpu
+export XLA_FLAGS="--xla_force_host_platform_device_count=${DEVICES_PER_PROCESS:-2}"
+pids=()
+for ((i = 0; i < NUM; i++)); do
+  python main.py --config="${CONFIG}" --coordinator_address="localhost:${PORT}" \
+    --num_processes="${NUM}" --process_id="${i}" "$@" &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "${pid}" || status=$?; done
+exit "${status}"
