@@ -36,10 +36,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.augment.blur_prob = 0.0         # 0.5 for ImageNet-sized images, 0 on CIFAR
 
   c.model = ml_collections.ConfigDict()
-  c.model.backbone = "resnet18"     # resnet_tiny | resnet18 | resnet34 | resnet50 | ...
+  c.model.backbone = "resnet18"     # resnet_tiny|resnet18|34|50|101, vit_test|tiny|small|base|large
   c.model.stem = "cifar"            # 'cifar' (3x3 conv, no pool) or 'imagenet'
   c.model.width = 64                # filters of the first stage
   c.model.dtype = "float32"         # activations; 'bfloat16' on GPUs/TPUs
+  c.model.patch_size = 16           # ViT only
+  c.model.pooling = "cls"           # ViT only: 'cls' token or 'mean' of patches
+  c.model.pos_embedding = "sincos"  # ViT only: 'sincos' (fixed) or 'learned'
   c.model.projector = ml_collections.ConfigDict()
   c.model.projector.hidden_dim = 2048
   c.model.projector.output_dim = 128
@@ -81,6 +84,8 @@ def base_config() -> ml_collections.ConfigDict:
 _CHOICES = {
     ("model", "dtype"): ("float32", "bfloat16", "float16"),
     ("model", "stem"): ("cifar", "imagenet"),
+    ("model", "pooling"): ("cls", "mean"),
+    ("model", "pos_embedding"): ("sincos", "learned"),
 }
 
 

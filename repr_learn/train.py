@@ -188,7 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                  and step - start_step >= interrupt_after_steps)
     if step % config.checkpoint_every_steps == 0 or step == durations.total_steps or interrupt:
       _check_finite(state, last_checkpoint)
-      if checkpointer.save(state, data_iter.get_state(), force=True):
+      if checkpointer.save(state, pipeline.iterator_state(data_iter), force=True):
         last_checkpoint = step
     if config.eval.every_steps and step % config.eval.every_steps == 0 and step < durations.total_steps:
       writer.write_scalars(step, _prefixed(evaluator.evaluate(state, step), "knn/"))

@@ -6,8 +6,9 @@ import ml_collections
 
 from repr_learn.models import heads
 from repr_learn.models import resnet
+from repr_learn.models import vit
 
-BACKBONES = tuple(resnet.RESNET_DEPTHS)
+BACKBONES = tuple(resnet.RESNET_DEPTHS) + tuple(vit.VIT_SIZES)
 
 
 class SiameseNetwork(nn.Module):
@@ -39,6 +40,11 @@ def build_backbone(config: ml_collections.ConfigDict) -> nn.Module:
     stages, block = resnet.RESNET_DEPTHS[config.backbone]
     return resnet.ResNet(stage_sizes=stages, block=block, width=config.width,
                          stem=config.stem, dtype=dtype, name="backbone")
+  if config.backbone in vit.VIT_SIZES:
+    width, depth, heads_, mlp_dim = vit.VIT_SIZES[config.backbone]
+    return vit.ViT(width=width, depth=depth, num_heads=heads_, mlp_dim=mlp_dim,
+                   patch_size=config.patch_size, pooling=config.pooling,
+                   pos_embedding=config.pos_embedding, dtype=dtype, name="backbone")
   raise ValueError(f"Unknown backbone {config.backbone!r}; choose one of {BACKBONES}.")
 
 

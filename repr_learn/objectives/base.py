@@ -7,7 +7,7 @@ memory bank) in the pytree `extra`, which is checkpointed with the rest.
 """
 
 import dataclasses
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -44,8 +44,8 @@ class Objective:
   views: Sequence[augment.ViewConfig]
 
   # Subclasses override these two class attributes.
-  name = "base"
-  defaults: Mapping[str, Any] = {}
+  name: ClassVar[str] = "base"
+  defaults: ClassVar[Mapping[str, Any]] = {}
 
   def init_extra(self, rng: jax.Array, variables: PyTree) -> PyTree:
     """State beside the parameters; empty for purely gradient-based methods."""

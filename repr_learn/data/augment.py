@@ -1,0 +1,203 @@
+"""Image augmentations in JAX, run on the accelerator inside the train step.
+
+The host ships uint8 images; the views are computed here from a key derived
+from `fold_in(rng, step)`, so augmentation is deterministic, costs no host CPU
+and scales with the devices (as in deepmind's BYOL). Every op works on one float
+image in [0, 1] of shape [H, W, 3]; `augment_view` vmaps them over the batch
+with one key per example. Output shapes are static, so the step compiles once.
+"""
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_LUMA = jnp.array([0.299, 0.587, 0.114], jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewConfig:
+  """How one augmented view is drawn (SimCLR's defaults, colour strength 0.5)."""
+  size: int
+  min_scale: float = 0.08
+  max_scale: float = 1.0
+  ratio: tuple[float, float] = (3 / 4, 4 / 3)
+  flip_prob: float = 0.5
+  jitter_prob: float = 0.8
+  brightness: float = 0.4
+  contrast: float = 0.4
+  saturation: float = 0.4
+  hue: float = 0.1
+  grayscale_prob: float = 0.2
+  blur_prob: float = 0.5
+  blur_sigma: tuple[float, float] = (0.1, 2.0)
+  solarize_prob: float = 0.0
+
+
+def random_resized_crop(rng, image, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+  """Inception-style crop: random area fraction and log-uniform aspect ratio."""
+  h, w = image.shape[0], image.shape[1]
+  area_rng, ratio_rng, y_rng, x_rng = jax.random.split(rng, 4)
+  area = jax.random.uniform(area_rng, (), minval=scale[0], maxval=scale[1]) * h * w
+  log_ratio = jax.random.uniform(ratio_rng, (), minval=jnp.log(ratio[0]),
+                                 maxval=jnp.log(ratio[1]))
+  aspect = jnp.exp(log_ratio)
+  crop_w = jnp.clip(jnp.sqrt(area * aspect), 1.0, w)
+  crop_h = jnp.clip(jnp.sqrt(area / aspect), 1.0, h)
+  y0 = jax.random.uniform(y_rng, ()) * (h - crop_h)
+  x0 = jax.random.uniform(x_rng, ()) * (w - crop_w)
+  return crop_and_resize(image, y0, x0, crop_h, crop_w, size)
+
+
+def crop_and_resize(image, y0, x0, crop_h, crop_w, size: int):
+  """Bilinear resize of the box (y0, x0, crop_h, crop_w) to [size, size]."""
+  scale = jnp.stack([size / crop_h, size / crop_w])
+  translation = -jnp.stack([y0, x0]) * scale
+  return jax.image.scale_and_translate(
+      image, (size, size, image.shape[2]), spatial_dims=(0, 1), scale=scale,
+      translation=translation, method="linear", antialias=True)
+
+
+def to_grayscale(image):
+  """ITU-R 601 luma replicated to three channels."""
+  gray = image @ _LUMA
+  return jnp.broadcast_to(gray[..., None], image.shape)
+
+
+def adjust_brightness(image, factor):
+  return jnp.clip(image * factor, 0.0, 1.0)
+
+
+def adjust_contrast(image, factor):
+  mean = jnp.mean(image @ _LUMA)
+  return jnp.clip((image - mean) * factor + mean, 0.0, 1.0)
+
+
+def adjust_saturation(image, factor):
+  gray = to_grayscale(image)
+  return jnp.clip((image - gray) * factor + gray, 0.0, 1.0)
+
+
+def rgb_to_hsv(image):
+  r, g, b = image[..., 0], image[..., 1], image[..., 2]
+  maxc = jnp.max(image, axis=-1)
+  minc = jnp.min(image, axis=-1)
+  delta = maxc - minc
+  safe_delta = jnp.where(delta > 0, delta, 1.0)
+  s = jnp.where(maxc > 0, delta / jnp.where(maxc > 0, maxc, 1.0), 0.0)
+  rc, gc, bc = (maxc - r) / safe_delta, (maxc - g) / safe_delta, (maxc - b) / safe_delta
+  h = jnp.where(r == maxc, bc - gc, jnp.where(g == maxc, 2.0 + rc - bc, 4.0 + gc - rc))
+  h = jnp.where(delta > 0, (h / 6.0) % 1.0, 0.0)
+  return jnp.stack([h, s, maxc], axis=-1)
+
+
+def hsv_to_rgb(hsv):
+  h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+  i = jnp.floor(h * 6.0)
+  f = h * 6.0 - i
+  p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+  i = i.astype(jnp.int32) % 6
+  choices = [jnp.stack(c, -1) for c in
+             ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))]
+  out = choices[0]
+  for k in range(1, 6):
+    out = jnp.where((i == k)[..., None], choices[k], out)
+  return out
+
+
+def adjust_hue(image, delta):
+  """Rotates hue by `delta` turns of the colour circle."""
+  hsv = rgb_to_hsv(image)
+  hsv = hsv.at[..., 0].set((hsv[..., 0] + delta) % 1.0)
+  return jnp.clip(hsv_to_rgb(hsv), 0.0, 1.0)
+
+
+def color_jitter(rng, image, brightness, contrast, saturation, hue):
+  """The four jitters with random strengths, in a random order per example."""
+  keys = jax.random.split(rng, 5)
+  b = jax.random.uniform(keys[0], (), minval=1 - brightness, maxval=1 + brightness)
+  c = jax.random.uniform(keys[1], (), minval=1 - contrast, maxval=1 + contrast)
+  s = jax.random.uniform(keys[2], (), minval=1 - saturation, maxval=1 + saturation)
+  hd = jax.random.uniform(keys[3], (), minval=-hue, maxval=hue)
+  ops = [lambda x: adjust_brightness(x, b), lambda x: adjust_contrast(x, c),
+         lambda x: adjust_saturation(x, s), lambda x: adjust_hue(x, hd)]
+  order = jax.random.permutation(keys[4], 4)
+  for slot in range(4):
+    image = jax.lax.switch(order[slot], ops, image)
+  return image
+
+
+def gaussian_blur(image, sigma, kernel_size: int):
+  """Separable Gaussian blur with reflect padding (static kernel size)."""
+  radius = kernel_size // 2
+  offsets = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+  weights = jnp.exp(-0.5 * (offsets / sigma) ** 2)
+  weights = weights / jnp.sum(weights)
+  h, w = image.shape[0], image.shape[1]
+  padded = jnp.pad(image, ((radius, radius), (0, 0), (0, 0)), mode="reflect")
+  image = sum(weights[i] * padded[i:i + h] for i in range(kernel_size))
+  padded = jnp.pad(image, ((0, 0), (radius, radius), (0, 0)), mode="reflect")
+  return sum(weights[i] * padded[:, i:i + w] for i in range(kernel_size))
+
+
+def blur_kernel_size(size: int) -> int:
+  """About 10% of the image side, odd, at least 3 (SimCLR)."""
+  return max(3, (size // 10) | 1)
+
+
+def solarize(image, threshold: float = 0.5):
+  return jnp.where(image >= threshold, 1.0 - image, image)
+
+
+def _maybe(rng, prob: float, fn, image):
+  """Applies `fn` with probability `prob`; free when `prob` is 0 or 1."""
+  if prob <= 0.0:
+    return image
+  if prob >= 1.0:
+    return fn(image)
+  return jnp.where(jax.random.uniform(rng, ()) < prob, fn(image), image)
+
+
+def _augment_one(rng, image, cfg: ViewConfig):
+  keys = jax.random.split(rng, 9)
+  image = random_resized_crop(keys[0], image, cfg.size, (cfg.min_scale, cfg.max_scale),
+                              cfg.ratio)
+  image = _maybe(keys[1], cfg.flip_prob, lambda x: x[:, ::-1], image)
+  image = _maybe(keys[2], cfg.jitter_prob, lambda x: color_jitter(
+      keys[3], x, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue), image)
+  image = _maybe(keys[4], cfg.grayscale_prob, to_grayscale, image)
+  sigma = jax.random.uniform(keys[5], (), minval=cfg.blur_sigma[0], maxval=cfg.blur_sigma[1])
+  image = _maybe(keys[6], cfg.blur_prob,
+                 lambda x: gaussian_blur(x, sigma, blur_kernel_size(cfg.size)), image)
+  image = _maybe(keys[7], cfg.solarize_prob, solarize, image)
+  return jnp.clip(image, 0.0, 1.0)
+
+
+def normalize(images, mean, std):
+  return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def augment_view(rng, images_uint8, cfg: ViewConfig, mean, std):
+  """One augmented, normalised view [N, size, size, 3] of a uint8 batch."""
+  images = images_uint8.astype(jnp.float32) / 255.0
+  keys = jax.random.split(rng, images.shape[0])
+  views = jax.vmap(lambda k, x: _augment_one(k, x, cfg))(keys, images)
+  return normalize(views, mean, std)
+
+
+def make_views(rng, images_uint8, view_cfgs: Sequence[ViewConfig], mean, std):
+  """One array per view; view i draws from `fold_in(rng, i)`."""
+  return tuple(augment_view(jax.random.fold_in(rng, i), images_uint8, cfg, mean, std)
+               for i, cfg in enumerate(view_cfgs))
+
+
+def center_view(images_uint8, size: int, mean, std):
+  """Evaluation view: the whole image resized (antialiased) to `size`."""
+  images = images_uint8.astype(jnp.float32) / 255.0
+  if images.shape[1:3] != (size, size):
+    images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]),
+                              method="linear", antialias=True)
+  return normalize(images, mean, std)

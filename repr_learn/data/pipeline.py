@@ -1,0 +1,65 @@
+"""grain pipelines: the shuffled training stream and ordered evaluation passes.
+
+Training order is a pure function of (seed, position): the source is shuffled
+with a fresh permutation each epoch (grain reseeds on `repeat`), and each
+process takes every `process_count`-th example of the global order, so a step's
+global batch is the same whatever the number of hosts, and the iterator's state
+is a small JSON dict saved with each checkpoint.
+"""
+
+import json
+from typing import Any, Iterator
+
+import grain
+import numpy as np
+
+
+def make_train_iterator(source, *, global_batch_size: int, process_index: int,
+                        process_count: int, seed: int, worker_count: int = 0):
+  """An endless iterator of this process's share of each global batch."""
+  if global_batch_size % process_count:
+    raise ValueError(f"Global batch {global_batch_size} is not divisible by the "
+                     f"{process_count} processes.")
+  local_batch = global_batch_size // process_count
+  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
+  ds = ds[process_index::process_count].batch(local_batch, drop_remainder=True)
+  it_ds = ds.to_iter_dataset()
+  if worker_count > 0:
+    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+  return iter(it_ds)
+
+
+def iterator_state(iterator) -> dict[str, Any]:
+  """The iterator's position as a JSON-ready dict."""
+  return json.loads(json.dumps(iterator.get_state()))
+
+
+def iterate_eval_batches(source, *, batch_size: int, process_index: int,
+                         process_count: int) -> Iterator[dict[str, np.ndarray]]:
+  """One ordered pass; this process's strided share, padded to `batch_size`.
+
+  Every process yields the same number of batches (each batch is one collective
+  step of the compiled forward); `mask` is False on padding rows.
+  """
+  total = len(source)
+  indices = np.arange(process_index, total, process_count)
+  per_process = -(-total // process_count)
+  num_batches = -(-per_process // batch_size)
+  for b in range(num_batches):
+    chunk = indices[b * batch_size:(b + 1) * batch_size]
+    examples = [source[int(i)] for i in chunk]
+    mask = np.zeros((batch_size,), bool)
+    mask[:len(examples)] = True
+    if examples:
+      template = examples[0]
+    else:
+      template = source[0]
+    batch = {}
+    for key in ("image", "label", "index"):
+      stacked = np.zeros((batch_size,) + np.shape(template[key]),
+                         np.asarray(template[key]).dtype)
+      if examples:
+        stacked[:len(examples)] = np.stack([e[key] for e in examples])
+      batch[key] = stacked
+    batch["mask"] = mask
+    yield batch
