@@ -4,6 +4,7 @@ A checkpoint holds the whole `TrainState` and the data iterator's position, so
 resuming continues the exact sequence of batches and random numbers.
 """
 
+import logging as logging_std
 import os
 from typing import Any
 
@@ -16,6 +17,19 @@ STATE_ITEM = "state"
 DATA_ITEM = "data_iterator"
 
 
+class _QuietOrbaxInfo(logging_std.Filter):
+  """Drops orbax's per-save INFO chatter; its warnings and errors still show."""
+
+  def filter(self, record: logging_std.LogRecord) -> bool:
+    return record.levelno > logging_std.INFO or "/orbax/" not in record.pathname
+
+
+def _quiet_orbax() -> None:
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _QuietOrbaxInfo) for f in handler.filters):
+    handler.addFilter(_QuietOrbaxInfo())
+
+
 class CheckpointError(RuntimeError):
   """No usable checkpoint although the workdir says there should be one."""
 
@@ -25,6 +39,7 @@ class Checkpointer:
 
   def __init__(self, directory: str, *, keep: int, every_steps: int):
     self.directory = os.path.abspath(directory)
+    _quiet_orbax()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, save_interval_steps=every_steps, create=True,
         enable_async_checkpointing=True, cleanup_tmp_directories=True)

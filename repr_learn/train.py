@@ -218,8 +218,9 @@ def _mean_metrics(metrics: list[dict[str, jax.Array]]) -> dict[str, float]:
 
 
 def _prefixed(results: dict[str, Any], prefix: str) -> dict[str, float]:
+  """The accuracy figures of an eval result, as scalars to log."""
   return {prefix + k: float(v) for k, v in results.items()
-          if isinstance(v, (int, float)) and not isinstance(v, bool)}
+          if k in ("top1", "top5", "random_init_top1")}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

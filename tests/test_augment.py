@@ -1,0 +1,129 @@
+"""On-device augmentations: each op against its formula, determinism,
+probabilities, one compilation, and sharded == unsharded."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from repr_learn import parallel
+from repr_learn.data import augment
+
+MEAN, STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+
+
+def _images(n=8, size=32, seed=0):
+  return jnp.asarray(np.random.default_rng(seed).integers(0, 256, (n, size, size, 3)),
+                     jnp.uint8)
+
+
+def _float_image(seed=0, size=16):
+  return jnp.asarray(np.random.default_rng(seed).uniform(size=(size, size, 3)), jnp.float32)
+
+
+@pytest.mark.parametrize("size", [16, 24, 32])
+def test_view_shape_dtype_and_determinism(size):
+  cfg = augment.ViewConfig(size=size)
+  images = _images()
+  a = augment.augment_view(jax.random.PRNGKey(0), images, cfg, augment.IMAGENET_MEAN,
+                           augment.IMAGENET_STD)
+  b = augment.augment_view(jax.random.PRNGKey(0), images, cfg, augment.IMAGENET_MEAN,
+                           augment.IMAGENET_STD)
+  c = augment.augment_view(jax.random.PRNGKey(1), images, cfg, augment.IMAGENET_MEAN,
+                           augment.IMAGENET_STD)
+  assert a.shape == (8, size, size, 3) and a.dtype == jnp.float32
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, c)
+
+
+def test_grayscale_is_the_luma_formula():
+  x = _float_image()
+  expected = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+  g = augment.to_grayscale(x)
+  for ch in range(3):
+    np.testing.assert_allclose(g[..., ch], expected, rtol=1e-6)
+
+
+def test_hsv_round_trip_and_hue_identities():
+  x = _float_image()
+  np.testing.assert_allclose(augment.hsv_to_rgb(augment.rgb_to_hsv(x)), x, atol=1e-5)
+  np.testing.assert_allclose(augment.adjust_hue(x, 0.0), x, atol=1e-5)
+  np.testing.assert_allclose(augment.adjust_hue(x, 1.0), x, atol=1e-5)
+  # Pure red rotated by a third of the circle is pure green.
+  red = jnp.zeros((1, 1, 3)).at[..., 0].set(1.0)
+  np.testing.assert_allclose(augment.adjust_hue(red, 1 / 3)[0, 0], [0, 1, 0], atol=1e-5)
+
+
+def test_brightness_contrast_saturation_formulas():
+  x = _float_image()
+  np.testing.assert_allclose(augment.adjust_brightness(x, 1.0), x, atol=1e-7)
+  np.testing.assert_allclose(augment.adjust_brightness(x, 0.5), x * 0.5, atol=1e-7)
+  np.testing.assert_allclose(augment.adjust_contrast(x, 1.0), x, atol=1e-6)
+  mean = float(jnp.mean(augment.to_grayscale(x)[..., 0]))
+  np.testing.assert_allclose(augment.adjust_contrast(x, 0.0), jnp.full_like(x, mean), atol=1e-6)
+  np.testing.assert_allclose(augment.adjust_saturation(x, 0.0), augment.to_grayscale(x),
+                             atol=1e-6)
+
+
+def test_full_crop_is_identity_and_flip_mirrors():
+  x = _float_image(size=16)
+  crop = augment.random_resized_crop(jax.random.PRNGKey(0), x, 16, scale=(1.0, 1.0),
+                                     ratio=(1.0, 1.0))
+  np.testing.assert_allclose(crop, x, atol=1e-5)
+  images = _images(n=2, size=16)
+  cfg = augment.ViewConfig(size=16, min_scale=1.0, ratio=(1.0, 1.0), flip_prob=1.0,
+                           jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0)
+  out = augment.augment_view(jax.random.PRNGKey(0), images, cfg, MEAN, STD)
+  np.testing.assert_allclose(out, images[:, :, ::-1].astype(jnp.float32) / 255.0, atol=1e-5)
+
+
+def test_blur_keeps_constants_and_solarize_formula():
+  const = jnp.full((16, 16, 3), 0.3)
+  np.testing.assert_allclose(augment.gaussian_blur(const, 1.5, 5), const, atol=1e-6)
+  x = _float_image()
+  blurred = augment.gaussian_blur(x, 2.0, 5)
+  assert float(jnp.std(blurred)) < float(jnp.std(x))
+  np.testing.assert_allclose(augment.solarize(x), jnp.where(x >= 0.5, 1 - x, x))
+
+
+def test_probabilities_zero_and_one():
+  images = _images(n=16, size=16)
+  off = augment.ViewConfig(size=16, min_scale=1.0, ratio=(1.0, 1.0), flip_prob=0.0,
+                           jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0)
+  out = augment.augment_view(jax.random.PRNGKey(3), images, off, MEAN, STD)
+  np.testing.assert_allclose(out, images.astype(jnp.float32) / 255.0, atol=1e-5)
+  gray = augment.augment_view(jax.random.PRNGKey(3), images,
+                              augment.ViewConfig(size=16, grayscale_prob=1.0, jitter_prob=0.0,
+                                                 blur_prob=0.0), MEAN, STD)
+  np.testing.assert_allclose(gray[..., 0], gray[..., 1], atol=1e-6)
+
+
+def test_grayscale_frequency_is_near_its_probability():
+  images = _images(n=512, size=8, seed=1)
+  cfg = augment.ViewConfig(size=8, jitter_prob=0.0, blur_prob=0.0, grayscale_prob=0.2)
+  out = augment.augment_view(jax.random.PRNGKey(0), images, cfg, MEAN, STD)
+  is_gray = np.all(np.abs(out[..., 0] - out[..., 1]) < 1e-6, axis=(1, 2))
+  assert 0.14 < is_gray.mean() < 0.26
+
+
+def test_one_compilation_and_sharded_equals_unsharded():
+  cfgs = (augment.ViewConfig(size=16), augment.ViewConfig(size=16, solarize_prob=0.2))
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def make(rng, images):
+    return augment.make_views(rng, images, cfgs, augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+
+  images = _images(n=16)
+  plain = make(jax.random.PRNGKey(0), images)
+  make(jax.random.PRNGKey(1), _images(n=16, seed=2))  # same shapes: no retrace
+  mesh = parallel.make_mesh()
+  sharded = jax.device_put(images, NamedSharding(mesh, P(parallel.DATA_AXIS)))
+  out = jax.jit(lambda r, x: augment.make_views(r, x, cfgs, augment.IMAGENET_MEAN,
+                                                augment.IMAGENET_STD))(
+                                                    jax.random.PRNGKey(0), sharded)
+  for a, b in zip(plain, out):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+  assert not np.allclose(plain[0], plain[1])
