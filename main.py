@@ -28,6 +28,18 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def parse_flags(argv):
+  """absl flag parsing, with config override typos reported in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError, ValueError, TypeError, flags.Error) as e:
+    raw = str(e).replace("\\n", "\n").replace("\\'", "'")
+    lines = [line.strip().strip("'\"") for line in raw.splitlines() if line.strip()]
+    message = lines[-1] if "Traceback" in raw else " ".join(lines)
+    print(f"error: bad command line: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
   del argv
   import jax  # After flag parsing so --help stays fast.
@@ -51,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,51 @@
+"""The command line: overrides, typos and bad input fail in one line."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(*args, timeout=240):
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def _error_line(proc):
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1, proc.stderr[-2000:]
+  return lines[0]
+
+
+def test_misspelt_override_names_the_nearest_key(tmp_path):
+  proc = _run("--config=configs/simclr.py:smoke", "--config.optimizer.weight_decy=1",
+              f"--workdir={tmp_path}")
+  assert proc.returncode == 2
+  assert "weight_decay" in _error_line(proc)
+  assert not any(tmp_path.iterdir())
+
+
+def test_unknown_variant(tmp_path):
+  proc = _run("--config=configs/simclr.py:smok", f"--workdir={tmp_path}")
+  assert proc.returncode == 2 and "Unknown variant 'smok'" in _error_line(proc)
+
+
+@pytest.mark.slow
+def test_overrides_reach_the_run_and_bad_data_fails_cleanly(tmp_path):
+  data_dir = tmp_path / "tfds"
+  proc = _run("--config=configs/simclr.py:smoke", "--config.num_steps=2",
+              "--config.batch_size=16", "--config.eval.random_init_baseline=False",
+              f"--config.data.data_dir={data_dir}", f"--workdir={tmp_path / 'run'}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  config = (tmp_path / "run" / "config.json").read_text()
+  assert '"batch_size": 16' in config and '"num_steps": 2' in config
+  proc = _run("--config=configs/simclr.py:smoke", "--config.data.name=cifar10",
+              f"--config.data.data_dir={data_dir}", f"--workdir={tmp_path / 'run2'}")
+  assert proc.returncode == 1
+  assert "python -m repr_learn.data.prepare --dataset=cifar10" in _error_line(proc)
