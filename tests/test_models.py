@@ -1,0 +1,74 @@
+"""Backbones: feature sizes, stems, parameter counts against the papers."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from repr_learn import config_schema
+from repr_learn import models
+from repr_learn.models import vit
+
+
+def _model_config(**overrides):
+  config = config_schema.base_config().model
+  config.update(overrides)
+  return config
+
+
+def _param_count(tree):
+  return sum(np.prod(x.shape) for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("name,stem,size,features,millions", [
+    ("resnet18", "cifar", 32, 512, 11.17),
+    ("resnet18", "imagenet", 64, 512, 11.18),
+    ("resnet34", "imagenet", 64, 512, 21.28),
+    ("resnet50", "imagenet", 64, 2048, 23.5),
+])
+def test_resnet_features_and_size(name, stem, size, features, millions):
+  backbone = models.build_backbone(_model_config(backbone=name, stem=stem))
+  x = jnp.zeros((2, size, size, 3))
+  variables = jax.eval_shape(lambda: backbone.init(jax.random.PRNGKey(0), x, train=False))
+  out = jax.eval_shape(lambda v: backbone.apply(v, x, train=False), variables)
+  assert out.shape == (2, features) and backbone.num_features == features
+  # torchvision's counts without the classifier: 11.18M / 21.28M / 23.51M.
+  assert _param_count(variables["params"]) / 1e6 == pytest.approx(millions, rel=0.01)
+
+
+def test_vit_sizes_pooling_and_positions():
+  for name, millions in (("vit_tiny", 5.5), ("vit_small", 21.7)):
+    backbone = models.build_backbone(_model_config(backbone=name, patch_size=16))
+    x = jnp.zeros((1, 224, 224, 3))
+    params = jax.eval_shape(lambda: backbone.init(jax.random.PRNGKey(0), x))["params"]
+    assert _param_count(params) / 1e6 == pytest.approx(millions, rel=0.03)
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 16, 16, 3))
+  for pooling in ("cls", "mean"):
+    for pos in ("sincos", "learned"):
+      backbone = models.build_backbone(_model_config(backbone="vit_test", patch_size=4,
+                                                     pooling=pooling, pos_embedding=pos))
+      variables = backbone.init(jax.random.PRNGKey(0), x)
+      assert backbone.apply(variables, x).shape == (2, 32)
+      assert ("pos_embedding" in variables["params"]) == (pos == "learned")
+
+
+def test_sincos_positions_formula():
+  pos = vit.sincos_2d_positions(2, 4)
+  # width 4: one frequency (omega=1) per sin/cos of x and y; rows in (y, x) order.
+  expected = [[np.sin(x), np.cos(x), np.sin(y), np.cos(y)] for y in (0, 1) for x in (0, 1)]
+  np.testing.assert_allclose(pos, expected, rtol=1e-6)
+
+
+def test_network_heads():
+  config = _model_config(backbone="resnet_tiny", width=8)
+  config.projector.update(hidden_dim=16, output_dim=8)
+  config.predictor.update(num_layers=2, hidden_dim=12)
+  net = models.build_network(config)
+  x = jnp.zeros((4, 16, 16, 3))
+  variables = net.init(jax.random.PRNGKey(0), x, train=False)
+  out = net.apply(variables, x, train=False)
+  assert out["projection"].shape == (4, 8) and out["prediction"].shape == (4, 8)
+  assert out["features"].shape == (4, 16)
+  with pytest.raises(ValueError, match="Unknown backbone"):
+    models.build_backbone(_model_config(backbone="resnet19"))
