@@ -60,3 +60,16 @@ def fetch(tree: Any) -> Any:
     return jax.device_get(tree)
   from jax.experimental import multihost_utils
   return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def per_device(fn, mesh: Mesh, num_replicated: int):
+  """Runs `fn(*replicated_args, batch)` on each device's shard of `batch`.
+
+  For the few pieces whose semantics are per-device by design, like MoCo's
+  shuffle-BN key encoder: BatchNorm inside `fn` sees only the local examples.
+  On a one-device mesh this is just `fn`.
+  """
+  if mesh.devices.size == 1:
+    return fn
+  in_specs = (P(),) * num_replicated + (P(DATA_AXIS),)
+  return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=P(DATA_AXIS))

@@ -15,3 +15,11 @@ import sys
 
 # `configs/` lives beside the package, as in flax's examples.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+  """One TFDS data_dir per test session (the digits dataset builds into it once)."""
+  return str(tmp_path_factory.mktemp("tfds"))

@@ -17,7 +17,8 @@ from repr_learn.data import augment
 
 def _setup(config, devices):
   mesh = parallel.make_mesh(devices)
-  objective = train.build_objective(config)
+  objective = train.build_objective(config, total_steps=100, num_examples=config.batch_size,
+                                    mesh=mesh)
   schedule = optim.warmup_cosine(
       optim.scaled_learning_rate(config.optimizer, config.batch_size), 0, 100)
   tx = optim.make_optimizer(config.optimizer, schedule)

@@ -29,6 +29,11 @@ class SiameseNetwork(nn.Module):
       out["prediction"] = self.predictor(projection, train=train)
     return out
 
+  def project(self, x, train: bool = True):
+    """Backbone and projector only: the branch an EMA target computes."""
+    features = self.backbone(x, train=train)
+    return {"features": features, "projection": self.projector(features, train=train)}
+
   def embed(self, x, train: bool = False):
     return self.backbone(x, train=train)
 

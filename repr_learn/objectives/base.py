@@ -11,9 +11,12 @@ from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
+from jax.sharding import Mesh
 
 from repr_learn.data import augment
+from repr_learn.losses import siamese
 
 PyTree = Any
 
@@ -38,10 +41,16 @@ class Objective:
     config: the objective's own section of the experiment config.
     network: the flax module (see `repr_learn.models.build_network`).
     views: one `ViewConfig` per augmented view the loss consumes.
+    total_steps: length of the run (momentum and temperature schedules).
+    num_examples: size of the pretraining split (memory banks).
+    mesh: the device mesh, for the few pieces that need per-device semantics.
   """
   config: ml_collections.ConfigDict
   network: nn.Module
   views: Sequence[augment.ViewConfig]
+  total_steps: int = 1
+  num_examples: int = 0
+  mesh: Mesh | None = None
 
   # Subclasses override these two class attributes.
   name: ClassVar[str] = "base"
@@ -72,3 +81,34 @@ class Objective:
                                         mutable=["batch_stats"], method=method)
       return out, updates["batch_stats"]
     return self.network.apply(variables, x, train=False, method=method), batch_stats
+
+  def forward_views(self, params, batch_stats, views, *, method=None, train=True):
+    """One forward pass over all (same-sized) views; outputs split per view.
+
+    Views are interleaved as [N, V, ...] -> [N*V, ...] so each device keeps its
+    own examples' views and BatchNorm statistics cover all views together.
+    """
+    n, v = views[0].shape[0], len(views)
+    x = jnp.stack(views, axis=1).reshape((n * v,) + views[0].shape[1:])
+    out, batch_stats = self.apply(params, batch_stats, x, train=train, method=method)
+    per_view = [jax.tree.map(lambda a, i=i: a.reshape((n, v) + a.shape[1:])[:, i], out)
+                for i in range(v)]
+    return per_view, batch_stats
+
+  def target_forward(self, target_params, batch_stats, views):
+    """The EMA/momentum branch: projections only, batch statistics, no gradient."""
+    per_view, _ = self.forward_views(target_params, batch_stats, views,
+                                     method=self.network.project)
+    return [jax.lax.stop_gradient(o["projection"]) for o in per_view]
+
+
+def online_params_for_target(params):
+  """The parameters an EMA target mirrors: everything but the predictor."""
+  return {k: v for k, v in params.items() if k != "predictor"}
+
+
+def geometry_metrics(z1: jax.Array, z2: jax.Array) -> dict[str, jax.Array]:
+  """Wang & Isola's alignment and uniformity, logged for every two-view method."""
+  z1, z2 = jax.lax.stop_gradient(z1), jax.lax.stop_gradient(z2)
+  return {"alignment": siamese.alignment(z1, z2),
+          "uniformity": siamese.uniformity(jnp.concatenate([z1, z2]))}

@@ -1,0 +1,29 @@
+"""Barlow Twins (Zbontar et al. 2021). Variants: see configs/common.py.
+
+  imagenet ResNet-50, batch 2048, LARS lr 0.2 x B/256, wd 1.5e-6, lambda 0.0051,
+           3-layer projector 8192, 1000 epochs. Paper: 73.2% linear top-1.
+  cifar10  solo-learn's CIFAR recipe: projector 2048, loss x 0.1, LARS lr 0.3.
+"""
+
+import ml_collections
+
+from configs import common
+from repr_learn import config_schema
+
+
+def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
+  c = common.set_variant(config_schema.base_config(), variant)
+  config_schema.with_objective(c, "barlow_twins", lambda_offdiag=0.0051, scale_loss=1.0)
+  common.projector(c, hidden=8192, out=8192, layers=3, variant=variant)
+  c.augment.recipe = "byol"  # the paper uses BYOL's asymmetric augmentations
+  if variant in ("smoke", "digits"):
+    c.objective.scale_loss = 0.1
+  elif variant == "cifar10":
+    c.model.projector.update(hidden_dim=2048, output_dim=2048)
+    c.objective.scale_loss = 0.1
+    c.optimizer.update(base_lr=0.3, lr_scaling="linear", weight_decay=1e-4)
+  elif variant == "imagenet":
+    c.batch_size = 2048
+    c.num_epochs = 1000.0
+    c.optimizer.update(base_lr=0.2, lr_scaling="linear", weight_decay=1.5e-6)
+  return c

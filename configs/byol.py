@@ -1,0 +1,29 @@
+"""BYOL (Grill et al. 2020, "Bootstrap Your Own Latent"). Variants: configs/common.py.
+
+  imagenet ResNet-50, batch 4096, LARS lr 0.2 x B/256, wd 1.5e-6, EMA 0.996 -> 1
+           (cosine), projector/predictor 4096/256, asymmetric blur/solarisation,
+           300 epochs (paper: 72.5%; 74.3% after 1000 epochs).
+  cifar10  solo-learn's byol CIFAR recipe: LARS lr 1.0, wd 1e-5, EMA 0.99.
+"""
+
+import ml_collections
+
+from configs import common
+from repr_learn import config_schema
+
+
+def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
+  c = common.set_variant(config_schema.base_config(), variant)
+  config_schema.with_objective(c, "byol", base_momentum=0.996)
+  c.augment.recipe = "byol"
+  common.projector(c, hidden=4096, out=256, layers=2, variant=variant)
+  common.predictor(c, hidden=4096, layers=2, variant=variant)
+  if variant == "digits":
+    c.objective.base_momentum = 0.99
+  elif variant == "cifar10":
+    c.objective.base_momentum = 0.99
+    c.optimizer.update(base_lr=1.0, lr_scaling="linear", weight_decay=1e-5)
+  elif variant == "imagenet":
+    c.num_epochs = 300.0
+    c.optimizer.update(base_lr=0.2, lr_scaling="linear", weight_decay=1.5e-6)
+  return c

@@ -1,0 +1,53 @@
+"""BYOL (Grill et al. 2020) and SimSiam (Chen & He 2021): a predictor regresses
+the other view's projection; BYOL's target is an EMA, SimSiam's a stop-gradient."""
+
+import jax.numpy as jnp
+
+from repr_learn.losses import contrastive
+from repr_learn.losses import siamese
+from repr_learn.objectives import base
+from repr_learn.objectives import memory
+
+
+class BYOL(base.Objective):
+  """Symmetrised regression onto an EMA target whose momentum follows BYOL's
+  cosine schedule from `base_momentum` to 1."""
+
+  name = "byol"
+  defaults = {"base_momentum": 0.996}
+
+  def init_extra(self, rng, variables):
+    del rng
+    return {"target_params": base.online_params_for_target(variables["params"])}
+
+  def loss(self, params, batch_stats, extra, views, batch, rng):
+    del batch, rng
+    (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
+    t1, t2 = self.target_forward(extra["target_params"], batch_stats, views)
+    loss = (siamese.byol_regression(o1["prediction"], t2)
+            + siamese.byol_regression(o2["prediction"], t1))
+    metrics = base.geometry_metrics(o1["projection"], o2["projection"])
+    return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics)
+
+  def update_extra(self, extra, params, aux, step):
+    m = memory.cosine_momentum(step, self.total_steps, self.config.base_momentum)
+    return {"target_params": memory.ema(extra["target_params"],
+                                        base.online_params_for_target(params), m)}
+
+
+class SimSiam(base.Objective):
+  """D(p1, sg(z2))/2 + D(p2, sg(z1))/2: no target network, no negatives."""
+
+  name = "simsiam"
+  defaults = {}
+
+  def loss(self, params, batch_stats, extra, views, batch, rng):
+    del extra, batch, rng
+    (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
+    z1, z2 = o1["projection"], o2["projection"]
+    loss = 0.5 * (siamese.negative_cosine(o1["prediction"], z2)
+                  + siamese.negative_cosine(o2["prediction"], z1))
+    # Collapse monitor from the paper (fig. 2): std of normalised z ~ 1/sqrt(d).
+    z_std = jnp.mean(jnp.std(contrastive.l2_normalize(z1), axis=0))
+    metrics = {**base.geometry_metrics(z1, z2), "z_std": z_std}
+    return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics)

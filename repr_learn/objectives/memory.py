@@ -1,0 +1,45 @@
+"""State that objectives keep beside the parameters: EMA targets, queues, banks.
+
+All updates are pure, static-shape functions so the step compiles once and the
+state checkpoints like any other array.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from repr_learn.losses.contrastive import l2_normalize
+
+
+def ema(target, online, momentum):
+  """target <- momentum * target + (1 - momentum) * online, leaf by leaf."""
+  return jax.tree.map(lambda t, o: momentum * t + (1.0 - momentum) * o, target, online)
+
+
+def cosine_momentum(step, total_steps: int, base: float):
+  """BYOL's schedule: base at step 0, rising to 1 at the end (Grill et al. 2020)."""
+  progress = jnp.minimum(step / max(total_steps, 1), 1.0)
+  return 1.0 - (1.0 - base) * (jnp.cos(math.pi * progress) + 1.0) / 2.0
+
+
+def enqueue(queue: jax.Array, keys: jax.Array, ptr: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """FIFO ring buffer: writes `keys` over the oldest rows and advances the pointer."""
+  size, n = queue.shape[0], keys.shape[0]
+  if size % n:
+    raise ValueError(f"Queue size {size} must be a multiple of the global batch {n}.")
+  queue = jax.lax.dynamic_update_slice(queue, keys.astype(queue.dtype), (ptr, 0))
+  return queue, (ptr + n) % size
+
+
+def init_queue(rng: jax.Array, size: int, dim: int) -> jax.Array:
+  """Random unit vectors, as MoCo initialises its queue."""
+  return l2_normalize(jax.random.normal(rng, (size, dim)))
+
+
+def update_memory_bank(bank: jax.Array, features: jax.Array, indices: jax.Array,
+                       momentum: float) -> jax.Array:
+  """NPID's proximal update of the visited rows, renormalised (Wu et al. 2018)."""
+  f = l2_normalize(jax.lax.stop_gradient(features).astype(bank.dtype))
+  rows = l2_normalize(momentum * bank[indices] + (1.0 - momentum) * f)
+  return bank.at[indices].set(rows)
