@@ -11,6 +11,7 @@ from repr_learn import objectives
 from repr_learn import parallel
 from repr_learn import train
 from repr_learn.data import augment
+from tests import config_overrides
 from tests import test_train_step as step_helpers
 
 METHODS = sorted(objectives.REGISTRY)
@@ -21,13 +22,7 @@ def smoke(method, **overrides):
   config = importlib.import_module(f"configs.{method}").get_config("smoke")
   if "shuffle_bn" in config.objective:
     config.objective.shuffle_bn = overrides.pop("shuffle_bn", True)
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return config_overrides.override(config, **overrides)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -93,3 +88,16 @@ def test_resume_restores_extra_state_exactly(method, tmp_path, tfds_dir):
   assert jax.tree.structure(a) == jax.tree.structure(b)
   jax.tree.map(np.testing.assert_array_equal, a, b)
   assert straight.eval["top1"] == resumed.eval["top1"]
+
+
+def test_vit_backbone_trains_with_a_siamese_objective():
+  config = smoke("moco_v3", **{"model.backbone": "vit_test", "model.patch_size": 4,
+                               "optimizer.name": "adamw", "optimizer.base_lr": 1e-3})
+  mesh, objective, state, step_fn = step_helpers._setup(config, jax.devices())
+  batch = step_helpers._batch(config, mesh)
+  before = jax.device_get(state.params["backbone"]["block_0"]["attention"]["qkv"]["kernel"])
+  for _ in range(2):
+    state, metrics = step_fn(state, batch)
+  assert np.isfinite(metrics["loss"])
+  after = jax.device_get(state.params["backbone"]["block_0"]["attention"]["qkv"]["kernel"])
+  assert not np.allclose(before, after)

@@ -15,26 +15,21 @@ from repr_learn import checkpointing
 from repr_learn import train
 from repr_learn import workdir as workdir_lib
 from repr_learn.data import catalog
+from tests import config_overrides
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
+@pytest.fixture
+def data_dir(tfds_dir):
+  return tfds_dir
 
 
 def smoke_config(data_dir, **overrides):
   config = simclr_config.get_config("smoke")
   config.data.data_dir = data_dir
   config.eval.random_init_baseline = False
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return config_overrides.override(config, **overrides)
 
 
 def _params(state):

@@ -16,6 +16,14 @@ import jax.numpy as jnp
 ModuleDef = Any
 
 
+def _add_shortcut(block: nn.Module, residual, y, strides: int):
+  """relu(shortcut(x) + y); a 1x1 projection when the shape changes."""
+  if residual.shape != y.shape:
+    residual = block.conv(y.shape[-1], (1, 1), (strides, strides), name="proj_conv")(residual)
+    residual = block.norm(name="proj_bn")(residual)
+  return nn.relu(residual + y)
+
+
 class BasicBlock(nn.Module):
   """Two 3x3 convolutions (ResNet-18/34)."""
   filters: int
@@ -31,11 +39,7 @@ class BasicBlock(nn.Module):
     y = self.conv(self.filters, (3, 3))(y)
     # Zero-init the last BN scale so each block starts as identity (Goyal et al.).
     y = self.norm(scale_init=nn.initializers.zeros)(y)
-    if residual.shape != y.shape:
-      residual = self.conv(self.filters, (1, 1), (self.strides, self.strides),
-                           name="proj_conv")(residual)
-      residual = self.norm(name="proj_bn")(residual)
-    return nn.relu(residual + y)
+    return _add_shortcut(self, residual, y, self.strides)
 
 
 class Bottleneck(nn.Module):
@@ -53,11 +57,7 @@ class Bottleneck(nn.Module):
     y = nn.relu(self.norm()(y))
     y = self.conv(self.filters * 4, (1, 1))(y)
     y = self.norm(scale_init=nn.initializers.zeros)(y)
-    if residual.shape != y.shape:
-      residual = self.conv(self.filters * 4, (1, 1), (self.strides, self.strides),
-                           name="proj_conv")(residual)
-      residual = self.norm(name="proj_bn")(residual)
-    return nn.relu(residual + y)
+    return _add_shortcut(self, residual, y, self.strides)
 
 
 class ResNet(nn.Module):

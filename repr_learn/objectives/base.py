@@ -17,6 +17,7 @@ from jax.sharding import Mesh
 
 from repr_learn.data import augment
 from repr_learn.losses import siamese
+from repr_learn.objectives import memory
 
 PyTree = Any
 
@@ -100,6 +101,23 @@ class Objective:
     per_view, _ = self.forward_views(target_params, batch_stats, views,
                                      method=self.network.project)
     return [jax.lax.stop_gradient(o["projection"]) for o in per_view]
+
+
+class EmaTargetObjective(Objective):
+  """An objective with an EMA copy of the online network (BYOL, MoCo v3).
+
+  The momentum follows BYOL's cosine schedule from `config.base_momentum` at
+  step 0 to 1 at the end of training.
+  """
+
+  def init_extra(self, rng, variables):
+    del rng
+    return {"target_params": online_params_for_target(variables["params"])}
+
+  def update_extra(self, extra, params, aux, step):
+    m = memory.cosine_momentum(step, self.total_steps, self.config.base_momentum)
+    return {**extra, "target_params": memory.ema(extra["target_params"],
+                                                 online_params_for_target(params), m)}
 
 
 def online_params_for_target(params):

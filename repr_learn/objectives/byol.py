@@ -6,19 +6,14 @@ import jax.numpy as jnp
 from repr_learn.losses import contrastive
 from repr_learn.losses import siamese
 from repr_learn.objectives import base
-from repr_learn.objectives import memory
 
 
-class BYOL(base.Objective):
+class BYOL(base.EmaTargetObjective):
   """Symmetrised regression onto an EMA target whose momentum follows BYOL's
   cosine schedule from `base_momentum` to 1."""
 
   name = "byol"
   defaults = {"base_momentum": 0.996}
-
-  def init_extra(self, rng, variables):
-    del rng
-    return {"target_params": base.online_params_for_target(variables["params"])}
 
   def loss(self, params, batch_stats, extra, views, batch, rng):
     del batch, rng
@@ -28,11 +23,6 @@ class BYOL(base.Objective):
             + siamese.byol_regression(o2["prediction"], t1))
     metrics = base.geometry_metrics(o1["projection"], o2["projection"])
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics)
-
-  def update_extra(self, extra, params, aux, step):
-    m = memory.cosine_momentum(step, self.total_steps, self.config.base_momentum)
-    return {"target_params": memory.ema(extra["target_params"],
-                                        base.online_params_for_target(params), m)}
 
 
 class SimSiam(base.Objective):

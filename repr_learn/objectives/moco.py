@@ -59,17 +59,13 @@ class MoCoV2(base.Objective):
     return {"target_params": target, "queue": queue, "queue_ptr": ptr}
 
 
-class MoCoV3(base.Objective):
+class MoCoV3(base.EmaTargetObjective):
   """Symmetric contrastive loss between predictor outputs and momentum keys of
   the other view, over the global batch (no queue); momentum rises to 1 on a
   cosine schedule."""
 
   name = "moco_v3"
   defaults = {"temperature": 0.2, "base_momentum": 0.99}
-
-  def init_extra(self, rng, variables):
-    del rng
-    return {"target_params": base.online_params_for_target(variables["params"])}
 
   def loss(self, params, batch_stats, extra, views, batch, rng):
     del batch, rng
@@ -80,8 +76,3 @@ class MoCoV3(base.Objective):
             + instance.moco_v3_contrastive(o2["prediction"], k1, t))
     metrics = base.geometry_metrics(o1["projection"], o2["projection"])
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics)
-
-  def update_extra(self, extra, params, aux, step):
-    m = memory.cosine_momentum(step, self.total_steps, self.config.base_momentum)
-    return {"target_params": memory.ema(extra["target_params"],
-                                        base.online_params_for_target(params), m)}
