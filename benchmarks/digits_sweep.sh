@@ -8,7 +8,7 @@ shift || true
 METHODS=${*:-simclr moco_v2 moco_v3 nnclr supcon npid byol simsiam barlow_twins vicreg align_uniform}
 for m in ${METHODS}; do
   start=$(date +%s)
-  python main.py --config="configs/${m}.py:digits" --workdir="${OUT}/${m}" "${EXTRA_FLAGS[@]:-}" \
+  python main.py --config="configs/${m}.py:digits" --workdir="${OUT}/${m}" \
     > "${OUT}.${m}.log" 2>&1
   status=$?
   secs=$(( $(date +%s) - start ))

@@ -1,9 +1,9 @@
 """SupCon (Khosla et al. 2020, "Supervised Contrastive Learning"): uses the
 dataset's labels. Variants: see configs/common.py.
 
-  imagenet ResNet-50, batch 4096 (paper: 6144), LARS lr 0.5 x B/256... the paper's
-           base rate 5 at batch 6144 with SGD+LARS, T 0.1, 700 epochs. Paper: 78.7%
-           top-1 (linear classifier on the supervised-contrastive encoder).
+  imagenet ResNet-50, batch 4096 (the paper used 6144), LARS lr 0.3 x B/256,
+           T 0.1, 700 epochs. Paper: 78.7% top-1 with a linear classifier on the
+           supervised-contrastive encoder.
   cifar10  batch 1024, lr 0.5, T 0.1, 1000 epochs (paper: 96.0% on CIFAR-10).
 """
 

@@ -176,32 +176,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   progress = metric_logging.ProgressLine(durations.total_steps, config.batch_size, start_step)
   pending_metrics = []
   step = start_step
-  while step < durations.total_steps:
-    batch = parallel.global_batch(next(data_iter), mesh)
-    state, metrics = train_step(state, batch)
-    step += 1
-    pending_metrics.append(metrics)
-    if step % config.log_every_steps == 0 or step == durations.total_steps:
-      _check_finite(state, last_checkpoint)
-      summary = _mean_metrics(pending_metrics)
-      pending_metrics = []
-      summary.update(progress(step, summary["train/loss"]))
-      writer.write_scalars(step, summary)
-    interrupt = (interrupt_after_steps is not None
-                 and step - start_step >= interrupt_after_steps)
-    if step % config.checkpoint_every_steps == 0 or step == durations.total_steps or interrupt:
-      _check_finite(state, last_checkpoint)
-      if checkpointer.save(state, pipeline.iterator_state(data_iter), force=True):
-        last_checkpoint = step
-    if config.eval.every_steps and step % config.eval.every_steps == 0 and step < durations.total_steps:
-      writer.write_scalars(step, _prefixed(evaluator.evaluate(state, step), "knn/"))
-    if interrupt:
-      logging.info("Interrupted after %d steps at step %d as asked.", step - start_step, step)
-      checkpointer.close()
-      writer.flush()
-      return RunResult(state=state, eval={})
+  try:
+    while step < durations.total_steps:
+      batch = parallel.global_batch(next(data_iter), mesh)
+      state, metrics = train_step(state, batch)
+      step += 1
+      pending_metrics.append(metrics)
+      if step % config.log_every_steps == 0 or step == durations.total_steps:
+        _check_finite(state, last_checkpoint)
+        summary = _mean_metrics(pending_metrics)
+        pending_metrics = []
+        summary.update(progress(step, summary["train/loss"]))
+        writer.write_scalars(step, summary)
+      interrupt = (interrupt_after_steps is not None
+                   and step - start_step >= interrupt_after_steps)
+      if step % config.checkpoint_every_steps == 0 or step == durations.total_steps or interrupt:
+        _check_finite(state, last_checkpoint)
+        if checkpointer.save(state, pipeline.iterator_state(data_iter), force=True):
+          last_checkpoint = step
+      if config.eval.every_steps and step % config.eval.every_steps == 0 and step < durations.total_steps:
+        writer.write_scalars(step, _prefixed(evaluator.evaluate(state, step), "knn/"))
+      if interrupt:
+        logging.info("Interrupted after %d steps at step %d as asked.", step - start_step, step)
+        writer.flush()
+        return RunResult(state=state, eval={})
+  finally:
+    # Pending asynchronous saves finish even when the run stops on an error.
+    checkpointer.close()
 
-  checkpointer.close()
   results = evaluator.evaluate(state, step)
   if config.eval.random_init_baseline:
     # The same seed rebuilds the exact initial weights (the originals were donated).

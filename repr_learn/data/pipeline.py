@@ -1,10 +1,11 @@
 """grain pipelines: the shuffled training stream and ordered evaluation passes.
 
 Training order is a pure function of (seed, position): the source is shuffled
-with a fresh permutation each epoch (grain reseeds on `repeat`), and each
-process takes every `process_count`-th example of the global order, so a step's
-global batch is the same whatever the number of hosts, and the iterator's state
-is a small JSON dict saved with each checkpoint.
+with a fresh permutation each epoch (grain reseeds on `repeat`), and process p
+takes the p-th contiguous block of every global batch. Assembled in process
+order, a step's global batch is then identical, example for example, whatever
+the number of hosts, and the iterator's state is a small JSON dict saved with
+each checkpoint.
 """
 
 import json
@@ -21,12 +22,30 @@ def make_train_iterator(source, *, global_batch_size: int, process_index: int,
     raise ValueError(f"Global batch {global_batch_size} is not divisible by the "
                      f"{process_count} processes.")
   local_batch = global_batch_size // process_count
-  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
-  ds = ds[process_index::process_count].batch(local_batch, drop_remainder=True)
+  stream = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
+  share = _ProcessBlocks(stream, global_batch_size, local_batch, process_index)
+  ds = grain.MapDataset.source(share).batch(local_batch, drop_remainder=True)
   it_ds = ds.to_iter_dataset()
   if worker_count > 0:
     it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
   return iter(it_ds)
+
+
+class _ProcessBlocks:
+  """This process's contiguous block of each global batch of `stream`."""
+
+  def __init__(self, stream, global_batch: int, local_batch: int, process_index: int):
+    self._stream = stream
+    self._global = global_batch
+    self._local = local_batch
+    self._offset = process_index * local_batch
+
+  def __len__(self) -> int:
+    return len(self._stream) // self._global * self._local
+
+  def __getitem__(self, index: int):
+    step, within = divmod(index, self._local)
+    return self._stream[step * self._global + self._offset + within]
 
 
 def iterator_state(iterator) -> dict[str, Any]:
