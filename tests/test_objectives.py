@@ -29,9 +29,14 @@ def smoke(method, **overrides):
 def test_eight_devices_match_one_device(method):
   """The loss on the same global batch, views and parameters, on 1 and 8 devices."""
   config = smoke(method, shuffle_bn=False)
+  _, _, one_device_state, _ = step_helpers._setup(config, jax.devices()[:1])
   losses = []
   for devices in (jax.devices()[:1], jax.devices()):
-    mesh, objective, state, _ = step_helpers._setup(config, devices)
+    mesh = parallel.make_mesh(devices)
+    objective = train.build_objective(config, total_steps=100,
+                                      num_examples=config.batch_size, mesh=mesh)
+    # The same initial state, replicated over this mesh (one initialisation).
+    state = jax.device_put(one_device_state, parallel.replicated(mesh))
     batch = step_helpers._batch(config, mesh)
     views = augment.make_views(jax.random.PRNGKey(5), batch["image"], objective.views,
                                augment.IMAGENET_MEAN, augment.IMAGENET_STD)

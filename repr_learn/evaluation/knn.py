@@ -14,7 +14,8 @@ import numpy as np
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))
 def _knn_votes(train_x, train_y, test_x, *, k, num_classes, temperature):
-  sims = test_x @ train_x.T
+  # Full float32 matmul: TF32/bf16 defaults on accelerators can reorder near neighbours.
+  sims = jnp.matmul(test_x, train_x.T, precision=jax.lax.Precision.HIGHEST)
   top_sims, top_idx = jax.lax.top_k(sims, k)
   weights = jnp.exp(top_sims / temperature)
   onehot = jax.nn.one_hot(train_y[top_idx], num_classes, dtype=jnp.float32)
@@ -40,8 +41,12 @@ def weighted_knn(train_features, train_labels, test_features, test_labels, *,
   if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
     raise ValueError(f"Feature shapes {train_x.shape} and {test_x.shape} must be "
                      "[num, dim] with the same dim.")
-  if len(train_x) != len(train_y) or len(test_x) != len(test_y):
-    raise ValueError("Each feature array needs exactly one label per row.")
+  if train_y.shape != train_x.shape[:1] or test_y.shape != test_x.shape[:1]:
+    raise ValueError("Labels must be 1-D with exactly one label per feature row.")
+  if not len(test_x):
+    raise ValueError("The test set is empty.")
+  if chunk_size < 1:
+    raise ValueError(f"chunk_size={chunk_size} must be positive.")
   if not 0 < k <= len(train_x):
     raise ValueError(f"k={k} must be in [1, {len(train_x)}] (the number of train points).")
   for name, y in (("train", train_y), ("test", test_y)):
