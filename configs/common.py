@@ -97,3 +97,23 @@ def predictor(c: ml_collections.ConfigDict, *, hidden: int, layers: int = 2,
   c.model.predictor.num_layers = layers
   if variant not in ("smoke", "digits"):
     c.model.predictor.hidden_dim = hidden
+
+
+def multicrop(c: ml_collections.ConfigDict, *, variant: str) -> None:
+  """SwAV's 2 global + 6 local crops, scaled down on the CPU variants."""
+  if c.augment.recipe not in ("multicrop", "multicrop_byol"):
+    c.augment.recipe = "multicrop"
+  c.augment.min_scale = 0.14
+  c.augment.local_min_scale = 0.05
+  c.augment.local_max_scale = 0.14
+  if variant == "smoke":
+    c.augment.update(num_local_crops=2, local_crop_size=8, min_scale=0.25,
+                     local_min_scale=0.1, local_max_scale=0.5)
+  elif variant == "digits":
+    # 8x8 local crops of 16x16 digit images cover up to half of the image.
+    c.augment.update(num_local_crops=4, local_crop_size=8, min_scale=0.25,
+                     local_min_scale=0.1, local_max_scale=0.5)
+  elif variant == "cifar10":
+    c.augment.update(num_local_crops=6, local_crop_size=16)
+  else:
+    c.augment.update(num_local_crops=6, local_crop_size=96)

@@ -34,6 +34,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.augment.min_scale = 0.08        # smallest crop area fraction
   c.augment.color_strength = 0.5    # SimCLR's jitter strength s
   c.augment.blur_prob = 0.0         # 0.5 for ImageNet-sized images, 0 on CIFAR
+  c.augment.num_local_crops = 0     # multi-crop recipes: small views after the 2 global
+  c.augment.local_crop_size = 96    # their output size
+  c.augment.local_min_scale = 0.05  # their crop area fraction range
+  c.augment.local_max_scale = 0.14
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "resnet18"     # resnet_tiny|resnet18|34|50|101, vit_test|tiny|small|base|large
@@ -49,9 +53,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.projector.num_layers = 2
   c.model.projector.use_bn = True
   c.model.projector.last_bn = False
+  c.model.projector.activation = "relu"  # relu | gelu (DINO)
   c.model.predictor = ml_collections.ConfigDict()
   c.model.predictor.hidden_dim = 4096
   c.model.predictor.num_layers = 0  # 0: no predictor
+  c.model.prototypes = ml_collections.ConfigDict()
+  c.model.prototypes.num_prototypes = 0  # 0: none; SwAV/DINO/SeLa/DEC set K
+  c.model.prototypes.kind = "cosine"     # cosine (SwAV, DINO, SeLa) | student_t (DEC)
+  c.model.init_from = config_dict.placeholder(str)  # workdir of a pretraining run (SCAN, DEC)
 
   c.objective = ml_collections.ConfigDict()
   c.objective.name = "simclr"       # see repr_learn/objectives/__init__.py
@@ -86,6 +95,8 @@ _CHOICES = {
     ("model", "stem"): ("cifar", "imagenet"),
     ("model", "pooling"): ("cls", "mean"),
     ("model", "pos_embedding"): ("sincos", "learned"),
+    ("model.projector", "activation"): ("relu", "gelu"),
+    ("model.prototypes", "kind"): ("cosine", "student_t"),
 }
 
 
@@ -126,8 +137,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise KeyError(f"Config key 'objective.{key}' is missing for objective "
                      f"{config.objective.name!r}; start from configs/{config.objective.name}.py.")
   for (section, key), choices in _CHOICES.items():
-    if config[section][key] not in choices:
-      raise ValueError(f"config.{section}.{key}={config[section][key]!r} is not one of {choices}.")
+    value = config
+    for part in section.split("."):
+      value = value[part]
+    if value[key] not in choices:
+      raise ValueError(f"config.{section}.{key}={value[key]!r} is not one of {choices}.")
   if config.batch_size <= 0:
     raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
   if config.num_steps is None and config.num_epochs <= 0:

@@ -32,7 +32,7 @@ def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
 
     def loss_fn(params):
       return objective.loss(params, state.batch_stats, state.extra, views, batch,
-                            loss_rng)
+                            loss_rng, state.step)
 
     (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -68,12 +68,14 @@ def resolve_durations(config: ml_collections.ConfigDict, num_train_examples: int
 
 
 def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
-                    num_examples: int = 0, mesh=None) -> objectives.base.Objective:
+                    steps_per_epoch: int = 1, num_examples: int = 0,
+                    mesh=None) -> objectives.base.Objective:
   network = models.build_network(config.model)
   cls = objectives.get_objective_class(config.objective.name)
   views = view_recipes.build_views(config.augment)
   return cls(config=config.objective, network=network, views=views,
-             total_steps=total_steps, num_examples=num_examples, mesh=mesh)
+             total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+             num_examples=num_examples, mesh=mesh)
 
 
 def _init_fn(objective, config, image_size):
@@ -131,6 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   workdir_lib.write_config(workdir, config)
 
   objective = build_objective(config, total_steps=durations.total_steps,
+                              steps_per_epoch=durations.steps_per_epoch,
                               num_examples=len(train_source), mesh=mesh)
   peak_lr = optim.scaled_learning_rate(config.optimizer, config.batch_size)
   schedule = optim.warmup_cosine(peak_lr, durations.warmup_steps, durations.total_steps)

@@ -41,7 +41,7 @@ def test_eight_devices_match_one_device(method):
     views = augment.make_views(jax.random.PRNGKey(5), batch["image"], objective.views,
                                augment.IMAGENET_MEAN, augment.IMAGENET_STD)
     loss, _ = jax.jit(objective.loss)(state.params, state.batch_stats, state.extra, views,
-                                      batch, jax.random.PRNGKey(0))
+                                      batch, jax.random.PRNGKey(0), state.step)
     losses.append(float(loss))
     assert np.isfinite(losses[-1])
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5, atol=1e-6)

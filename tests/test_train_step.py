@@ -65,7 +65,7 @@ def test_steps_lower_the_loss_on_a_fixed_batch(config):
 
   def fixed_loss(s):
     loss, _ = objective.loss(s.params, s.batch_stats, s.extra, views, batch,
-                             jax.random.PRNGKey(1))
+                             jax.random.PRNGKey(1), s.step)
     return float(loss)
 
   before = fixed_loss(state)

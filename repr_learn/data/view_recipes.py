@@ -4,6 +4,8 @@ A recipe turns the `config.augment` section into a tuple of `ViewConfig`s; the
 views themselves are computed on device by `augment.make_views`.
 """
 
+import dataclasses
+
 import ml_collections
 
 from repr_learn.data import augment
@@ -39,7 +41,33 @@ def byol(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
   return (first, second)
 
 
-RECIPES = {"simclr": simclr, "single": single, "byol": byol}
+def _local_crops(config: ml_collections.ConfigDict, like: augment.ViewConfig
+                 ) -> tuple[augment.ViewConfig, ...]:
+  """`num_local_crops` small views with `like`'s colour ops (Caron et al. 2020)."""
+  local = dataclasses.replace(like, size=config.local_crop_size,
+                              min_scale=config.local_min_scale,
+                              max_scale=config.local_max_scale)
+  return (local,) * config.num_local_crops
+
+
+def multicrop(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
+  """SwAV's multi-crop: two SimCLR global views of `crop_size` (scale
+  [min_scale, 1]) then `num_local_crops` views of `local_crop_size` (scale
+  [local_min_scale, local_max_scale]). Sizes are static: the step compiles once."""
+  global_views = simclr(config)
+  return global_views + _local_crops(config, global_views[0])
+
+
+def multicrop_byol(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
+  """DINO's multi-crop: BYOL's asymmetric global pair, local views with blur
+  probability 0.5 and no solarisation (Caron et al. 2021, appendix)."""
+  global_views = byol(config)
+  local_like = dataclasses.replace(global_views[0], blur_prob=0.5 if config.blur_prob > 0 else 0.0)
+  return global_views + _local_crops(config, local_like)
+
+
+RECIPES = {"simclr": simclr, "single": single, "byol": byol, "multicrop": multicrop,
+           "multicrop_byol": multicrop_byol}
 
 
 def build_views(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:

@@ -12,27 +12,30 @@ BACKBONES = tuple(resnet.RESNET_DEPTHS) + tuple(vit.VIT_SIZES)
 
 
 class SiameseNetwork(nn.Module):
-  """Backbone followed by a projector and an optional predictor.
+  """Backbone followed by a projector and optional predictor and prototypes.
 
-  `__call__` returns every intermediate an objective may need; `embed` gives the
-  backbone features used by evaluation (kNN, linear probe).
+  `__call__` returns every intermediate an objective may need ('features',
+  'projection', 'prediction', 'scores' against the prototypes); `embed` gives
+  the backbone features used by evaluation (kNN, linear probe).
   """
   backbone: nn.Module
   projector: nn.Module
   predictor: nn.Module | None = None
+  prototypes: nn.Module | None = None
 
   def __call__(self, x, train: bool = True):
-    features = self.backbone(x, train=train)
-    projection = self.projector(features, train=train)
-    out = {"features": features, "projection": projection}
+    out = self.project(x, train=train)
     if self.predictor is not None:
-      out["prediction"] = self.predictor(projection, train=train)
+      out["prediction"] = self.predictor(out["projection"], train=train)
     return out
 
   def project(self, x, train: bool = True):
-    """Backbone and projector only: the branch an EMA target computes."""
+    """Backbone, projector and prototypes: the branch an EMA target computes."""
     features = self.backbone(x, train=train)
-    return {"features": features, "projection": self.projector(features, train=train)}
+    out = {"features": features, "projection": self.projector(features, train=train)}
+    if self.prototypes is not None:
+      out["scores"] = self.prototypes(out["projection"])
+    return out
 
   def embed(self, x, train: bool = False):
     return self.backbone(x, train=train)
@@ -54,16 +57,22 @@ def build_backbone(config: ml_collections.ConfigDict) -> nn.Module:
 
 
 def build_network(config: ml_collections.ConfigDict) -> SiameseNetwork:
-  """Backbone + projector (+ predictor when `predictor.num_layers > 0`)."""
+  """Backbone + projector (+ predictor when `predictor.num_layers > 0`, +
+  prototypes when `prototypes.num_prototypes > 0`)."""
   dtype = jnp.dtype(config.dtype)
   proj = config.projector
   projector = heads.MLPHead(hidden_dim=proj.hidden_dim, output_dim=proj.output_dim,
                             num_layers=proj.num_layers, last_bn=proj.last_bn,
-                            use_bn=proj.use_bn, dtype=dtype, name="projector")
+                            use_bn=proj.use_bn, activation=proj.activation, dtype=dtype,
+                            name="projector")
   predictor = None
   if config.predictor.num_layers > 0:
     pred = config.predictor
     predictor = heads.MLPHead(hidden_dim=pred.hidden_dim, output_dim=proj.output_dim,
                               num_layers=pred.num_layers, dtype=dtype, name="predictor")
+  prototypes = None
+  if config.prototypes.num_prototypes > 0:
+    prototypes = heads.Prototypes(num_prototypes=config.prototypes.num_prototypes,
+                                  kind=config.prototypes.kind, name="prototypes")
   return SiameseNetwork(backbone=build_backbone(config), projector=projector,
-                        predictor=predictor)
+                        predictor=predictor, prototypes=prototypes)

@@ -10,8 +10,8 @@ class AlignUniform(base.Objective):
   name = "align_uniform"
   defaults = {"align_weight": 1.0, "unif_weight": 1.0, "alpha": 2.0, "t": 2.0}
 
-  def loss(self, params, batch_stats, extra, views, batch, rng):
-    del extra, batch, rng
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del extra, batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
     c = self.config

@@ -43,6 +43,7 @@ class Objective:
     network: the flax module (see `repr_learn.models.build_network`).
     views: one `ViewConfig` per augmented view the loss consumes.
     total_steps: length of the run (momentum and temperature schedules).
+    steps_per_epoch: for schedules the papers give in epochs.
     num_examples: size of the pretraining split (memory banks).
     mesh: the device mesh, for the few pieces that need per-device semantics.
   """
@@ -50,6 +51,7 @@ class Objective:
   network: nn.Module
   views: Sequence[augment.ViewConfig]
   total_steps: int = 1
+  steps_per_epoch: int = 1
   num_examples: int = 0
   mesh: Mesh | None = None
 
@@ -64,7 +66,9 @@ class Objective:
 
   def loss(self, params: PyTree, batch_stats: PyTree, extra: PyTree,
            views: Sequence[jax.Array], batch: Mapping[str, jax.Array],
-           rng: jax.Array) -> tuple[jax.Array, LossOutput]:
+           rng: jax.Array, step: jax.Array) -> tuple[jax.Array, LossOutput]:
+    """The scalar loss on the global batch; `step` drives schedules (DINO's
+    teacher temperature, SwAV's prototype freezing)."""
     raise NotImplementedError
 
   def update_extra(self, extra: PyTree, params: PyTree, aux: PyTree,
@@ -84,16 +88,20 @@ class Objective:
     return self.network.apply(variables, x, train=False, method=method), batch_stats
 
   def forward_views(self, params, batch_stats, views, *, method=None, train=True):
-    """One forward pass over all (same-sized) views; outputs split per view.
+    """Forward passes over the views; outputs split per view.
 
-    Views are interleaved as [N, V, ...] -> [N*V, ...] so each device keeps its
-    own examples' views and BatchNorm statistics cover all views together.
+    Consecutive views of one size (multi-crop's global views, then its local
+    views) share a forward pass, interleaved as [N, V, ...] -> [N*V, ...] so each
+    device keeps its own examples' views and BatchNorm statistics cover the
+    group, as in SwAV's and DINO's per-resolution forward.
     """
-    n, v = views[0].shape[0], len(views)
-    x = jnp.stack(views, axis=1).reshape((n * v,) + views[0].shape[1:])
-    out, batch_stats = self.apply(params, batch_stats, x, train=train, method=method)
-    per_view = [jax.tree.map(lambda a, i=i: a.reshape((n, v) + a.shape[1:])[:, i], out)
-                for i in range(v)]
+    per_view = []
+    for group in _groups_of_equal_shape(views):
+      n, v = group[0].shape[0], len(group)
+      x = jnp.stack(group, axis=1).reshape((n * v,) + group[0].shape[1:])
+      out, batch_stats = self.apply(params, batch_stats, x, train=train, method=method)
+      per_view += [jax.tree.map(lambda a, i=i: a.reshape((n, v) + a.shape[1:])[:, i], out)
+                   for i in range(v)]
     return per_view, batch_stats
 
   def target_forward(self, target_params, batch_stats, views):
@@ -120,9 +128,27 @@ class EmaTargetObjective(Objective):
                                                  online_params_for_target(params), m)}
 
 
+def _groups_of_equal_shape(views: Sequence[jax.Array]) -> list[list[jax.Array]]:
+  groups = []
+  for view in views:
+    if groups and groups[-1][0].shape == view.shape:
+      groups[-1].append(view)
+    else:
+      groups.append([view])
+  return groups
+
+
 def online_params_for_target(params):
   """The parameters an EMA target mirrors: everything but the predictor."""
   return {k: v for k, v in params.items() if k != "predictor"}
+
+
+def frozen_while(params, name: str, condition) -> PyTree:
+  """`params` with `params[name]` receiving no gradient while `condition` holds
+  (SwAV's prototypes and DINO's last layer during the first epoch)."""
+  frozen = jax.tree.map(lambda p: jnp.where(condition, jax.lax.stop_gradient(p), p),
+                        params[name])
+  return {**params, name: frozen}
 
 
 def geometry_metrics(z1: jax.Array, z2: jax.Array) -> dict[str, jax.Array]:

@@ -15,8 +15,8 @@ class BYOL(base.EmaTargetObjective):
   name = "byol"
   defaults = {"base_momentum": 0.996}
 
-  def loss(self, params, batch_stats, extra, views, batch, rng):
-    del batch, rng
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     t1, t2 = self.target_forward(extra["target_params"], batch_stats, views)
     loss = (siamese.byol_regression(o1["prediction"], t2)
@@ -31,8 +31,8 @@ class SimSiam(base.Objective):
   name = "simsiam"
   defaults = {}
 
-  def loss(self, params, batch_stats, extra, views, batch, rng):
-    del extra, batch, rng
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del extra, batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
     loss = 0.5 * (siamese.negative_cosine(o1["prediction"], z2)

@@ -39,8 +39,8 @@ class MoCoV2(base.Objective):
     keys = parallel.per_device(encode, self.mesh, 2)(target_params, batch_stats, x[perm])
     return jax.lax.stop_gradient(keys[jnp.argsort(perm)])
 
-  def loss(self, params, batch_stats, extra, views, batch, rng):
-    del batch
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del batch, step
     v1, v2 = views
     out, batch_stats = self.apply(params, batch_stats, v1)
     q = out["projection"]
@@ -67,8 +67,8 @@ class MoCoV3(base.EmaTargetObjective):
   name = "moco_v3"
   defaults = {"temperature": 0.2, "base_momentum": 0.99}
 
-  def loss(self, params, batch_stats, extra, views, batch, rng):
-    del batch, rng
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     k1, k2 = self.target_forward(extra["target_params"], batch_stats, views)
     t = self.config.temperature

@@ -20,8 +20,8 @@ class NNCLR(base.Objective):
     return {"support": memory.init_queue(rng, self.config.queue_size, dim),
             "support_ptr": jnp.zeros((), jnp.int32)}
 
-  def loss(self, params, batch_stats, extra, views, batch, rng):
-    del batch, rng
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
     loss = instance.nnclr_loss(z1, z2, o1["prediction"], o2["prediction"], extra["support"],

@@ -21,8 +21,8 @@ class NPID(base.Objective):
     dim = self.network.projector.output_dim
     return {"bank": memory.init_queue(rng, self.num_examples, dim)}
 
-  def loss(self, params, batch_stats, extra, views, batch, rng):
-    del rng
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del rng, step
     (out,), new_stats = self.forward_views(params, batch_stats, views[:1])
     f = out["projection"]
     loss = instance.npid_softmax(f, extra["bank"], batch["index"], self.config.temperature)

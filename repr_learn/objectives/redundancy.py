@@ -11,8 +11,8 @@ class BarlowTwins(base.Objective):
   # scale_loss: solo-learn's CIFAR recipe multiplies the loss by 0.1.
   defaults = {"lambda_offdiag": 0.0051, "scale_loss": 1.0}
 
-  def loss(self, params, batch_stats, extra, views, batch, rng):
-    del extra, batch, rng
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del extra, batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
     loss = self.config.scale_loss * siamese.barlow_twins(z1, z2, self.config.lambda_offdiag)
@@ -25,8 +25,8 @@ class VICReg(base.Objective):
   name = "vicreg"
   defaults = {"sim_weight": 25.0, "var_weight": 25.0, "cov_weight": 1.0}
 
-  def loss(self, params, batch_stats, extra, views, batch, rng):
-    del extra, batch, rng
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del extra, batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
     loss, terms = siamese.vicreg(z1, z2, self.config.sim_weight, self.config.var_weight,

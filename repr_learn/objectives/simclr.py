@@ -10,8 +10,8 @@ class SimCLR(base.Objective):
   name = "simclr"
   defaults = {"temperature": 0.5}
 
-  def loss(self, params, batch_stats, extra, views, batch, rng):
-    del extra, batch, rng
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del extra, batch, rng, step
     (o1, o2), batch_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
     loss = contrastive.nt_xent(z1, z2, self.config.temperature)

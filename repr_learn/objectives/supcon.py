@@ -15,8 +15,8 @@ class SupCon(base.Objective):
   name = "supcon"
   defaults = {"temperature": 0.1, "base_temperature": 0.07}
 
-  def loss(self, params, batch_stats, extra, views, batch, rng):
-    del extra, rng
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del extra, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
     loss = instance.supcon(jnp.stack([z1, z2], axis=1), batch["label"],
