@@ -107,3 +107,30 @@ class Checkpointer:
     self._manager.wait_until_finished()
     self._manager.close()
 
+
+
+def read_latest_variables(directory: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+  """(params, batch_stats, step) of the newest checkpoint in `directory`, as
+  host arrays, for initialising a new run from a finished one."""
+  directory = os.path.abspath(directory)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"No checkpoints in {directory}: train the run to start "
+                            "from first, or fix model.init_from.")
+  _quiet_orbax()
+  manager = ocp.CheckpointManager(
+      directory, item_names=(STATE_ITEM, DATA_ITEM),
+      options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+  try:
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"No checkpoints in {directory}: train the run to start "
+                              "from first, or fix model.init_from.")
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(**{
+          STATE_ITEM: ocp.args.StandardRestore()}))[STATE_ITEM]
+    except Exception as e:  # orbax raises many types for damaged files.
+      raise CheckpointError(f"Checkpoint at step {step} in {directory} is unreadable "
+                            f"({type(e).__name__}); pick another run for model.init_from.") from None
+  finally:
+    manager.close()
+  return dict(restored["params"]), dict(restored.get("batch_stats") or {}), int(step)

@@ -82,6 +82,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.knn_k = 200                # NPID/DINO weighted kNN
   c.eval.knn_temperature = 0.1
   c.eval.random_init_baseline = True  # also report the untrained encoder
+  c.eval.clustering = True          # k-means (+ clustering head) ACC/NMI/ARI on the test split
+  c.eval.kmeans_restarts = 10       # k-means++ initialisations
 
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000

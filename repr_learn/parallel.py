@@ -62,6 +62,12 @@ def fetch(tree: Any) -> Any:
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
+def local_copy(tree: Any) -> Any:
+  """Host numpy copies of replicated arrays (this process's first shard), which
+  works on every host, unlike fetching a non-fully-addressable array."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
 def per_device(fn, mesh: Mesh, num_replicated: int):
   """Runs `fn(*replicated_args, batch)` on each device's shard of `batch`.
 

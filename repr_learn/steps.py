@@ -1,4 +1,4 @@
-"""Pure step factories: `state, batch -> state, metrics` and the eval forward.
+"""The pure step factory: `state, batch -> state, metrics`.
 
 The functions returned here are plain Python; `train.py` compiles them with
 `jax.jit` over the mesh. Augmentation runs inside the step, on the accelerator,
@@ -6,7 +6,7 @@ from `fold_in(state.rng, state.step)`, so a batch of uint8 images and the step
 number fully determine the update.
 """
 
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -63,15 +63,3 @@ def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
 
   return train_step
 
-
-def make_embed_fn(objective: base.Objective, image_size: int, mean, std
-                  ) -> Callable[[Any, Any, jax.Array], jax.Array]:
-  """(params, batch_stats, uint8 images) -> backbone features, eval mode."""
-
-  def embed(params, batch_stats, images):
-    x = augment.center_view(images, image_size, mean, std)
-    features, _ = objective.apply(params, batch_stats, x, train=False,
-                                  method=objective.network.embed)
-    return features
-
-  return embed

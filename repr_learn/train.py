@@ -23,6 +23,7 @@ from repr_learn import models
 from repr_learn import objectives
 from repr_learn import optim
 from repr_learn import parallel
+from repr_learn import pretrained as pretrained_lib
 from repr_learn import steps
 from repr_learn import train_state as train_state_lib
 from repr_learn import workdir as workdir_lib
@@ -31,6 +32,8 @@ from repr_learn.data import catalog
 from repr_learn.data import pipeline
 from repr_learn.data import sources
 from repr_learn.data import view_recipes
+from repr_learn.evaluation import clustering_protocol
+from repr_learn.evaluation import features
 from repr_learn.evaluation import knn_protocol
 
 
@@ -78,7 +81,7 @@ def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
              num_examples=num_examples, mesh=mesh)
 
 
-def _init_fn(objective, config, image_size):
+def _init_fn(objective, config, image_size, pretrained=None):
   """rng -> (params, batch_stats, extra), traced inside the sharded init."""
 
   def init(rng):
@@ -87,10 +90,33 @@ def _init_fn(objective, config, image_size):
     variables = objective.network.init(model_rng, dummy, train=False)
     params = variables["params"]
     batch_stats = variables.get("batch_stats", {})
+    if pretrained is not None:
+      params, batch_stats = pretrained_lib.merge(params, batch_stats, pretrained)
     extra = objective.init_extra(extra_rng, {"params": params, "batch_stats": batch_stats})
     return params, batch_stats, extra
 
   return init
+
+
+def _setup_from_dataset(objective, state, source, config, mesh, image_size):
+  """Gives the objective its pass over the training split before step 0
+  (SCAN's neighbour mining, DEC's k-means initialisation)."""
+  name = objective.dataset_outputs
+
+  def outputs(params, batch_stats, extra, x):
+    del extra
+    out, _ = objective.apply(params, batch_stats, x, train=False,
+                             method=objective.network.project)
+    return {name: out[name]}
+
+  extract = features.FeatureExtractor(outputs, mesh, image_size, config.eval.batch_size)
+  values, _ = extract(state, source)
+  logging.info("Setting up %s from the %s of %d training examples.", objective.name,
+               name, len(values[name]))
+  params, extra = objective.setup_from_dataset(
+      parallel.local_copy(state.params), parallel.local_copy(state.extra), values[name])
+  return state.replace(params=jax.device_put(params, parallel.replicated(mesh)),
+                       extra=jax.device_put(extra, parallel.replicated(mesh)))
 
 
 def _check_finite(state: train_state_lib.TrainState, last_checkpoint: int | None) -> None:
@@ -140,13 +166,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   tx = optim.make_optimizer(config.optimizer, schedule)
   rng = jax.random.PRNGKey(config.seed)
   image_size = config.augment.crop_size
-  init_fn = _init_fn(objective, config, image_size)
+  if objective.needs_pretrained_encoder and not config.model.init_from:
+    raise ValueError(f"{config.objective.name} trains on a pretrained encoder: set "
+                     "--config.model.init_from=DIR, the workdir of a finished run with "
+                     "the same backbone (e.g. configs/simclr.py).")
+  pretrained = pretrained_lib.load(config.model.init_from) if config.model.init_from else None
+  init_fn = _init_fn(objective, config, image_size, pretrained)
   state = train_state_lib.create(init_fn, tx, rng, mesh)
-
-  data_iter = pipeline.make_train_iterator(
-      train_source, global_batch_size=config.batch_size,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-      seed=config.seed, worker_count=config.data.worker_count)
 
   checkpointer = checkpointing.Checkpointer(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
@@ -154,8 +180,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   restored = checkpointer.restore_latest(state)
   if restored is not None:
     state, data_state = restored
-    data_iter.set_state(data_state)
     logging.info("Resumed from step %d in %s.", int(state.step), workdir)
+  elif objective.dataset_outputs:
+    state = _setup_from_dataset(objective, state, train_source, config, mesh, image_size)
+
+  neighbours = None
+  if objective.pairs_with_neighbours:
+    neighbours = np.asarray(parallel.local_copy(state.extra["neighbours"]))
+  data_iter = pipeline.make_train_iterator(
+      train_source, global_batch_size=config.batch_size,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      seed=config.seed, worker_count=config.data.worker_count, neighbours=neighbours)
+  if restored is not None:
+    data_iter.set_state(data_state)
   start_step = int(state.step)
   last_checkpoint = start_step if restored is not None else None
 
@@ -171,6 +208,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       out_shardings=(state_sharding, parallel.replicated(mesh)),
       donate_argnums=(0,))
   evaluator = knn_protocol.KnnEvaluator(objective, config, spec, mesh, image_size)
+  clustering_evaluator = (
+      clustering_protocol.ClusteringEvaluator(objective, config, spec, mesh, image_size)
+      if config.eval.clustering else None)
 
   logging.info("Training %s on %s for %d steps (%d per epoch), global batch %d "
                "on %d devices.", config.objective.name, config.data.name,
@@ -214,9 +254,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         lambda: train_state_lib.create(init_fn, tx, rng, mesh), workdir)
   evaluator.write(workdir, results)
   writer.write_scalars(step, _prefixed(results, "knn/"))
-  writer.flush()
   logging.info("kNN top-1 %.2f%% (random init %.2f%%).", results["top1"],
                results.get("random_init_top1", float("nan")))
+  if clustering_evaluator is not None:
+    results["clustering"] = clustering_evaluator.evaluate(state, step)
+    clustering_evaluator.write(workdir, results["clustering"])
+    writer.write_scalars(step, _clustering_scalars(results["clustering"]))
+  writer.flush()
   return RunResult(state=state, eval=results)
 
 
@@ -229,6 +273,11 @@ def _prefixed(results: dict[str, Any], prefix: str) -> dict[str, float]:
   """The accuracy figures of an eval result, as scalars to log."""
   return {prefix + k: float(v) for k, v in results.items()
           if k in ("top1", "top5", "random_init_top1")}
+
+
+def _clustering_scalars(result: dict[str, Any]) -> dict[str, float]:
+  return {f"clustering/{part}_{k}": float(result[part][k])
+          for part in ("kmeans", "head") if part in result for k in ("acc", "nmi", "ari")}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

@@ -16,13 +16,21 @@ import numpy as np
 
 
 def make_train_iterator(source, *, global_batch_size: int, process_index: int,
-                        process_count: int, seed: int, worker_count: int = 0):
-  """An endless iterator of this process's share of each global batch."""
+                        process_count: int, seed: int, worker_count: int = 0,
+                        neighbours: np.ndarray | None = None):
+  """An endless iterator of this process's share of each global batch.
+
+  With `neighbours` ([N, k] dataset indices), every example also carries
+  `neighbour_image`: one of its k neighbours, drawn afresh at each position of
+  the stream (SCAN's anchor/neighbour pairs), deterministically from `seed`.
+  """
   if global_batch_size % process_count:
     raise ValueError(f"Global batch {global_batch_size} is not divisible by the "
                      f"{process_count} processes.")
   local_batch = global_batch_size // process_count
   stream = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
+  if neighbours is not None:
+    stream = stream.random_map(_NeighbourPairs(source, neighbours), seed=seed + 1)
   share = _ProcessBlocks(stream, global_batch_size, local_batch, process_index)
   ds = grain.MapDataset.source(share).batch(local_batch, drop_remainder=True)
   it_ds = ds.to_iter_dataset()
@@ -46,6 +54,21 @@ class _ProcessBlocks:
   def __getitem__(self, index: int):
     step, within = divmod(index, self._local)
     return self._stream[step * self._global + self._offset + within]
+
+
+class _NeighbourPairs:
+  """Adds the image of a random one of the example's mined neighbours."""
+
+  def __init__(self, source, neighbours: np.ndarray):
+    if neighbours.shape[0] != len(source):
+      raise ValueError(f"{neighbours.shape[0]} neighbour lists for {len(source)} examples.")
+    self._source = source
+    self._neighbours = np.asarray(neighbours)
+
+  def __call__(self, example, rng: np.random.Generator):
+    candidates = self._neighbours[int(example["index"])]
+    neighbour = self._source[int(candidates[rng.integers(len(candidates))])]
+    return {**example, "neighbour_image": neighbour["image"]}
 
 
 def iterator_state(iterator) -> dict[str, Any]:

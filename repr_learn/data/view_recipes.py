@@ -66,8 +66,15 @@ def multicrop_byol(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfi
   return global_views + _local_crops(config, local_like)
 
 
+def plain(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
+  """The whole image, unaugmented, as DEC trains on it."""
+  return (augment.ViewConfig(size=config.crop_size, min_scale=1.0, ratio=(1.0, 1.0),
+                             flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0,
+                             blur_prob=0.0, solarize_prob=0.0),)
+
+
 RECIPES = {"simclr": simclr, "single": single, "byol": byol, "multicrop": multicrop,
-           "multicrop_byol": multicrop_byol}
+           "multicrop_byol": multicrop_byol, "plain": plain}
 
 
 def build_views(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:

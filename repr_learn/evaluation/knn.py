@@ -69,3 +69,24 @@ def weighted_knn(train_features, train_labels, test_features, test_labels, *,
   if num_classes >= 5:
     result["top5"] = float(100.0 * np.mean(np.any(ranking[:, :5] == test_y[:, None], axis=1)))
   return result
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def _top_k_others(chunk, chunk_start, all_x, *, k):
+  sims = jnp.matmul(chunk, all_x.T, precision=jax.lax.Precision.HIGHEST)
+  own = chunk_start + jnp.arange(chunk.shape[0])
+  sims = sims.at[jnp.arange(chunk.shape[0]), own].set(-jnp.inf)
+  return jax.lax.top_k(sims, k)[1]
+
+
+def mine_neighbours(features: np.ndarray, k: int, chunk_size: int = 4096) -> np.ndarray:
+  """[N, k] indices of each example's k most cosine-similar other examples
+  (SCAN's mining step), computed in row chunks so N x N never materialises."""
+  if not 0 < k < len(features):
+    raise ValueError(f"Cannot mine {k} neighbours among {len(features)} examples.")
+  x = _normalize(np.asarray(features, np.float32))
+  out = []
+  for start in range(0, len(x), chunk_size):
+    chunk = x[start:start + chunk_size]
+    out.append(np.asarray(_top_k_others(chunk, start, x, k=k)))
+  return np.concatenate(out).astype(np.int32)

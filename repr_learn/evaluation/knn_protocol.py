@@ -15,12 +15,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from repr_learn import parallel
-from repr_learn import steps
-from repr_learn.data import augment
 from repr_learn.data import catalog
-from repr_learn.data import pipeline
 from repr_learn.data import sources
+from repr_learn.evaluation import features
 from repr_learn.evaluation import knn
 
 EVAL_DIR = "eval"
@@ -28,33 +25,20 @@ RANDOM_INIT_CACHE = "knn_random_init.json"
 
 
 class KnnEvaluator:
-  """Extracts features with one compiled forward and runs weighted kNN."""
+  """Extracts backbone features with one compiled forward and runs weighted kNN."""
 
   def __init__(self, objective, config: ml_collections.ConfigDict,
                spec: catalog.DatasetSpec, mesh, image_size: int):
     self._config = config
     self._spec = spec
-    self._mesh = mesh
-    embed = steps.make_embed_fn(objective, image_size, augment.IMAGENET_MEAN,
-                                augment.IMAGENET_STD)
-    self._embed = jax.jit(
-        embed, in_shardings=(parallel.replicated(mesh), parallel.replicated(mesh),
-                             parallel.batch_sharded(mesh)),
-        out_shardings=parallel.batch_sharded(mesh))
+    self._extract = features.FeatureExtractor(
+        features.backbone_outputs(objective), mesh, image_size, config.eval.batch_size)
     self._train_source = sources.open_source(spec, spec.eval_train_split, config.data)
     self._test_source = sources.open_source(spec, spec.eval_test_split, config.data)
 
   def _features(self, state, source) -> tuple[np.ndarray, np.ndarray]:
-    feats, labels = [], []
-    for local in pipeline.iterate_eval_batches(
-        source, batch_size=parallel.per_process_batch_size(self._config.eval.batch_size),
-        process_index=jax.process_index(), process_count=jax.process_count()):
-      batch = parallel.global_batch(local, self._mesh)
-      out = self._embed(state.params, state.batch_stats, batch["image"])
-      f, y, m = parallel.fetch((out, batch["label"], batch["mask"]))
-      feats.append(np.asarray(f)[np.asarray(m)])
-      labels.append(np.asarray(y)[np.asarray(m)])
-    return np.concatenate(feats), np.concatenate(labels)
+    outputs, labels = self._extract(state, source)
+    return outputs["features"], labels
 
   def evaluate(self, state, step: int) -> dict[str, Any]:
     """kNN top-1/top-5 of the encoder in `state` on the test split."""

@@ -5,12 +5,14 @@ import difflib
 from repr_learn.objectives import align_uniform
 from repr_learn.objectives import base
 from repr_learn.objectives import byol
+from repr_learn.objectives import dec
 from repr_learn.objectives import deepcluster
 from repr_learn.objectives import dino
 from repr_learn.objectives import moco
 from repr_learn.objectives import nnclr
 from repr_learn.objectives import npid
 from repr_learn.objectives import redundancy
+from repr_learn.objectives import scan
 from repr_learn.objectives import simclr
 from repr_learn.objectives import supcon
 from repr_learn.objectives import swav
@@ -20,7 +22,7 @@ REGISTRY: dict[str, type[base.Objective]] = {
         simclr.SimCLR, moco.MoCoV2, moco.MoCoV3, nnclr.NNCLR, supcon.SupCon, npid.NPID,
         byol.BYOL, byol.SimSiam, redundancy.BarlowTwins, redundancy.VICReg,
         align_uniform.AlignUniform, swav.SwAV, deepcluster.DeepClusterV2,
-        deepcluster.SeLa, dino.DINO)
+        deepcluster.SeLa, dino.DINO, scan.SCAN, dec.DEC)
 }
 
 

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh
 
 from repr_learn.data import augment
@@ -55,14 +56,29 @@ class Objective:
   num_examples: int = 0
   mesh: Mesh | None = None
 
-  # Subclasses override these two class attributes.
+  # Subclasses override these class attributes.
   name: ClassVar[str] = "base"
   defaults: ClassVar[Mapping[str, Any]] = {}
+  # An eval-mode output of `network.project` ('features' or 'projection') that
+  # the objective needs for every training example before step 0, passed to
+  # `setup_from_dataset` (SCAN's neighbour mining, DEC's k-means); None if not.
+  dataset_outputs: ClassVar[str | None] = None
+  # Batches carry 'neighbour_image', a random one of `extra['neighbours']` (SCAN).
+  pairs_with_neighbours: ClassVar[bool] = False
+  # Trains on top of another run's encoder (`config.model.init_from`).
+  needs_pretrained_encoder: ClassVar[bool] = False
 
   def init_extra(self, rng: jax.Array, variables: PyTree) -> PyTree:
     """State beside the parameters; empty for purely gradient-based methods."""
     del rng, variables
     return {}
+
+  def setup_from_dataset(self, params: PyTree, extra: PyTree, outputs: np.ndarray
+                         ) -> tuple[PyTree, PyTree]:
+    """Host-side initialisation from `outputs[i]` of training example i, run
+    once on a fresh start (never on resume: the checkpoint has the result)."""
+    del outputs
+    return params, extra
 
   def loss(self, params: PyTree, batch_stats: PyTree, extra: PyTree,
            views: Sequence[jax.Array], batch: Mapping[str, jax.Array],
@@ -76,6 +92,13 @@ class Objective:
     """Evolves `extra` after the optimizer step (EMA, enqueue, ...)."""
     del params, aux, step
     return extra
+
+  def cluster_logits(self, outputs: Mapping[str, jax.Array], extra: PyTree
+                     ) -> jax.Array | None:
+    """Per-cluster scores from the eval-mode outputs of `network.project`, for
+    methods with a clustering head (prototypes by default); None otherwise."""
+    del extra
+    return outputs.get("scores")
 
   def apply(self, params, batch_stats, x, *, train: bool = True,
             method: Callable | None = None):

@@ -93,6 +93,9 @@ class DeepClusterV2(_DatasetPseudoLabels):
     del params
     return contrastive.l2_normalize(out["projection"]) @ extra["centroids"].T
 
+  def cluster_logits(self, outputs, extra):
+    return self.logits(None, extra, outputs)
+
   def relabel(self, extra, params, step):
     del params
     rng = jax.random.fold_in(extra["rng"], step)

@@ -1,0 +1,62 @@
+"""Frozen-network outputs over a whole split, in dataset order.
+
+One compiled eval-mode forward serves every protocol (kNN, clustering) and the
+objectives that start from a dataset pass (SCAN's neighbour mining, DEC's
+k-means initialisation). Centre views, BatchNorm running statistics.
+"""
+
+from typing import Callable
+
+import jax
+import numpy as np
+
+from repr_learn import parallel
+from repr_learn.data import augment
+from repr_learn.data import pipeline
+
+
+class FeatureExtractor:
+  """Runs `outputs(params, batch_stats, extra, x) -> {name: [N, ...]}` over a split."""
+
+  def __init__(self, outputs: Callable, mesh, image_size: int, batch_size: int):
+    self._mesh = mesh
+    self._batch_size = batch_size
+
+    def forward(params, batch_stats, extra, images):
+      x = augment.center_view(images, image_size, augment.IMAGENET_MEAN,
+                              augment.IMAGENET_STD)
+      return outputs(params, batch_stats, extra, x)
+
+    self._forward = jax.jit(
+        forward, in_shardings=(parallel.replicated(mesh),) * 3 + (parallel.batch_sharded(mesh),),
+        out_shardings=parallel.batch_sharded(mesh))
+
+  def __call__(self, state, source) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({name: [N, ...]}, labels [N]), row i being example i of `source`."""
+    outputs, labels, indices = {}, [], []
+    for local in pipeline.iterate_eval_batches(
+        source, batch_size=parallel.per_process_batch_size(self._batch_size),
+        process_index=jax.process_index(), process_count=jax.process_count()):
+      batch = parallel.global_batch(local, self._mesh)
+      out = self._forward(state.params, state.batch_stats, state.extra, batch["image"])
+      out, y, i, m = parallel.fetch((out, batch["label"], batch["index"], batch["mask"]))
+      m = np.asarray(m)
+      for k, v in out.items():
+        outputs.setdefault(k, []).append(np.asarray(v)[m])
+      labels.append(np.asarray(y)[m])
+      indices.append(np.asarray(i)[m])
+    order = np.argsort(np.concatenate(indices), kind="stable")
+    return ({k: np.concatenate(v)[order] for k, v in outputs.items()},
+            np.concatenate(labels)[order])
+
+
+def backbone_outputs(objective) -> Callable:
+  """The backbone's pooled features, as kNN and linear probes use them."""
+
+  def outputs(params, batch_stats, extra, x):
+    del extra
+    features, _ = objective.apply(params, batch_stats, x, train=False,
+                                  method=objective.network.embed)
+    return {"features": features}
+
+  return outputs

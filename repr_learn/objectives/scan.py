@@ -1,0 +1,77 @@
+"""SCAN (Van Gansbeke et al. 2020, "SCAN: Learning to Classify Images without
+Labels"), its second and third steps, on an encoder pretrained by any method
+here (`model.init_from`)."""
+
+import jax
+import jax.numpy as jnp
+
+from repr_learn.data import augment
+from repr_learn.evaluation import knn
+from repr_learn.losses import clustering
+from repr_learn.objectives import base
+
+
+class SCAN(base.Objective):
+  """A clustering head (the projector, `output_dim` = number of clusters) is
+  trained so that each image and a random one of its `num_neighbours` nearest
+  neighbours (mined once from the pretrained backbone features) agree, with an
+  entropy term against collapse. The last `selflabel_epochs` then self-label:
+  confident predictions (> `confidence_threshold`) on the first view supervise
+  the second, class-balanced. `update_head_only` freezes the backbone (the
+  paper's ImageNet setting)."""
+
+  name = "scan"
+  defaults = {"num_neighbours": 20, "entropy_weight": 5.0, "selflabel_epochs": 0.0,
+              "confidence_threshold": 0.99, "update_head_only": False}
+  dataset_outputs = "features"
+  pairs_with_neighbours = True
+  needs_pretrained_encoder = True
+
+  def init_extra(self, rng, variables):
+    del rng, variables
+    if self.num_examples <= self.config.num_neighbours:
+      raise ValueError(f"SCAN needs more than {self.config.num_neighbours} training "
+                       "examples (lower objective.num_neighbours).")
+    return {"neighbours": jnp.zeros((self.num_examples, self.config.num_neighbours),
+                                    jnp.int32)}
+
+  def setup_from_dataset(self, params, extra, outputs):
+    neighbours = knn.mine_neighbours(outputs, self.config.num_neighbours)
+    return params, {**extra, "neighbours": neighbours}
+
+  def cluster_logits(self, outputs, extra):
+    del extra
+    return outputs["projection"]
+
+  def selflabel_start(self) -> int:
+    return self.total_steps - int(round(self.config.selflabel_epochs * self.steps_per_epoch))
+
+  def loss(self, params, batch_stats, extra, views, batch, rng, step):
+    del extra
+    if self.config.update_head_only:
+      params = base.frozen_while(params, "backbone", True)
+    neighbour_view = augment.make_views(rng, batch["neighbour_image"], self.views[:1],
+                                        augment.IMAGENET_MEAN, augment.IMAGENET_STD)[0]
+
+    def scan_step():
+      (anchor, neighbour), stats = self.forward_views(params, batch_stats,
+                                                      [views[0], neighbour_view])
+      total, consistency, entropy = clustering.scan_loss(
+          anchor["projection"], neighbour["projection"], self.config.entropy_weight)
+      return total, stats, {"consistency": consistency, "entropy": entropy,
+                            "confident_fraction": jnp.zeros(())}
+
+    def selflabel_step():
+      (weak, strong), stats = self.forward_views(params, batch_stats, views[:2])
+      loss, confident = clustering.self_labelling_loss(
+          weak["projection"], strong["projection"], self.config.confidence_threshold)
+      p = jax.nn.softmax(weak["projection"])
+      mean_p = jnp.mean(p, axis=0)
+      return loss, stats, {"consistency": jnp.zeros(()),
+                           "entropy": -jnp.sum(mean_p * jnp.log(jnp.clip(mean_p, 1e-7))),
+                           "confident_fraction": confident}
+
+    selflabel = step >= self.selflabel_start()
+    loss, stats, metrics = jax.lax.cond(selflabel, selflabel_step, scan_step)
+    metrics["selflabel"] = selflabel.astype(jnp.float32)
+    return loss, base.LossOutput(batch_stats=stats, metrics=metrics)

@@ -1,0 +1,65 @@
+"""Starting a run from another run's trained network (`model.init_from`).
+
+SCAN and DEC train on top of a pretrained encoder. Every top-level part of the
+network (backbone, projector, ...) whose parameter shapes match the finished
+run's is copied; the backbone must match, the rest (a new clustering head) may
+be fresh.
+"""
+
+import dataclasses
+import os
+from typing import Any
+
+from absl import logging
+import jax
+
+from repr_learn import checkpointing
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Pretrained:
+  params: PyTree
+  batch_stats: PyTree
+  source: str
+  step: int
+
+
+def load(workdir: str) -> Pretrained:
+  """The latest checkpoint of the run in `workdir`."""
+  params, batch_stats, step = checkpointing.read_latest_variables(
+      os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints"))
+  return Pretrained(params=params, batch_stats=batch_stats, source=workdir, step=step)
+
+
+def _same_shapes(a, b) -> bool:
+  try:
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: x.shape == y.shape, a, b)))
+  except (ValueError, TypeError):  # Different tree structures.
+    return False
+
+
+def merge(params: PyTree, batch_stats: PyTree, pretrained: Pretrained
+          ) -> tuple[PyTree, PyTree]:
+  """`params`/`batch_stats` with every part whose shapes match taken from
+  `pretrained`; raises when the backbones differ."""
+  params, batch_stats = dict(params), dict(batch_stats)
+  copied = []
+  for name in params:
+    source = pretrained.params.get(name)
+    if source is None or not _same_shapes(params[name], source):
+      continue
+    stats = pretrained.batch_stats.get(name)
+    if name in batch_stats and (stats is None or not _same_shapes(batch_stats[name], stats)):
+      continue
+    params[name] = jax.tree.map(lambda t, s: s.astype(t.dtype), params[name], source)
+    if name in batch_stats:
+      batch_stats[name] = jax.tree.map(lambda t, s: s.astype(t.dtype), batch_stats[name], stats)
+    copied.append(name)
+  if "backbone" not in copied:
+    raise ValueError(f"model.init_from={pretrained.source!r} holds a different backbone; "
+                     "use the same model.backbone/width/stem/patch_size as that run.")
+  logging.info("Initialised %s from %s (step %d).", ", ".join(copied), pretrained.source,
+               pretrained.step)
+  return params, batch_stats
