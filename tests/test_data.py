@@ -60,6 +60,26 @@ def test_train_iterator_shapes_and_determinism(digits_train):
   assert not np.array_equal(a[0]["index"], c[0]["index"])
 
 
+def test_neighbour_pairs_are_deterministic_draws_from_the_lists(digits_train):
+  source, _ = digits_train
+  rng = np.random.default_rng(0)
+  neighbours = rng.integers(0, len(source), (len(source), 3)).astype(np.int32)
+  kw = dict(global_batch_size=32, process_index=0, process_count=1, seed=0,
+            neighbours=neighbours)
+  a, b = _batches(source, 3, **kw), _batches(source, 3, **kw)
+  drawn = set()
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x["neighbour_image"], y["neighbour_image"])
+    for index, image in zip(x["index"], x["neighbour_image"]):
+      matches = [j for j in neighbours[index]
+                 if np.array_equal(source[int(j)]["image"], image)]
+      assert matches, f"example {index} paired with an image outside its neighbours"
+      drawn.add(int(matches[0]) == int(neighbours[index][0]))
+  assert drawn == {True, False}  # Not always the first neighbour.
+  with pytest.raises(ValueError, match="neighbour lists"):
+    pipeline.make_train_iterator(source, **{**kw, "neighbours": neighbours[:5]})
+
+
 def test_epochs_are_reshuffled(digits_train):
   source, _ = digits_train
   steps_per_epoch = len(source) // 479  # 3 batches of 479 = 1437 = one epoch

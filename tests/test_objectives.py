@@ -1,28 +1,61 @@
 """Every objective: trains from its smoke config, same loss on 8 devices as on
-1, and stop -> restart restores its extra state (queues, targets, banks)."""
+1, and stop -> restart restores its extra state (queues, targets, banks,
+prototypes, centre, pseudo-labels, mined neighbours)."""
 
 import importlib
+import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from repr_learn import objectives
 from repr_learn import parallel
+from repr_learn import pretrained
 from repr_learn import train
 from repr_learn.data import augment
 from tests import config_overrides
 from tests import test_train_step as step_helpers
 
 METHODS = sorted(objectives.REGISTRY)
-WITH_EXTRA_STATE = ("byol", "moco_v2", "moco_v3", "nnclr", "npid")
+WITH_EXTRA_STATE = ("byol", "moco_v2", "moco_v3", "nnclr", "npid", "swav", "dino",
+                    "deepcluster_v2", "scan")
+ON_PRETRAINED = tuple(m for m in METHODS
+                      if objectives.REGISTRY[m].needs_pretrained_encoder)
 
 
 def smoke(method, **overrides):
   config = importlib.import_module(f"configs.{method}").get_config("smoke")
   if "shuffle_bn" in config.objective:
     config.objective.shuffle_bn = overrides.pop("shuffle_bn", True)
+  if method == "swav":  # Exercise the queue: full after 2 steps, used from then on.
+    config.objective.update(queue_size=64, queue_start_epochs=0.0)
   return config_overrides.override(config, **overrides)
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory, tfds_dir):
+  """A finished SimCLR smoke run for the methods that start from one."""
+  workdir = str(tmp_path_factory.mktemp("pretrained"))
+  config = smoke("simclr", **{"data.data_dir": tfds_dir, "eval.random_init_baseline": False,
+                              "eval.clustering": False})
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def _run_config(method, tfds_dir, request):
+  overrides = {"data.data_dir": tfds_dir, "eval.random_init_baseline": False}
+  if method in ON_PRETRAINED:
+    overrides["model.init_from"] = request.getfixturevalue("pretrained_dir")
+  return smoke(method, **overrides)
+
+
+def _with_labels_active(state):
+  """Pseudo-label methods switch their loss on after the first relabelling."""
+  if "relabelled" in state.extra:
+    return state.replace(extra={**state.extra, "relabelled": jnp.ones((), bool)})
+  return state
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -36,8 +69,10 @@ def test_eight_devices_match_one_device(method):
     objective = train.build_objective(config, total_steps=100,
                                       num_examples=config.batch_size, mesh=mesh)
     # The same initial state, replicated over this mesh (one initialisation).
-    state = jax.device_put(one_device_state, parallel.replicated(mesh))
+    state = _with_labels_active(jax.device_put(one_device_state, parallel.replicated(mesh)))
     batch = step_helpers._batch(config, mesh)
+    if objective.pairs_with_neighbours:
+      batch["neighbour_image"] = batch["image"][::-1]
     views = augment.make_views(jax.random.PRNGKey(5), batch["image"], objective.views,
                                augment.IMAGENET_MEAN, augment.IMAGENET_STD)
     loss, _ = jax.jit(objective.loss)(state.params, state.batch_stats, state.extra, views,
@@ -74,22 +109,31 @@ def test_moco_v2_shuffle_bn_encodes_keys_per_device():
 @pytest.mark.slow
 @pytest.mark.parametrize("method", [m for m in METHODS if m not in WITH_EXTRA_STATE
                                     and m != "simclr"])
-def test_trains_from_smoke_config(method, tmp_path, tfds_dir):
-  config = smoke(method, **{"data.data_dir": tfds_dir, "eval.random_init_baseline": False})
+def test_trains_from_smoke_config(method, tmp_path, tfds_dir, request):
+  config = _run_config(method, tfds_dir, request)
   result = train.train_and_evaluate(config, str(tmp_path))
-  assert int(result.state.step) == 4 and 0 <= result.eval["top1"] <= 100
+  assert int(result.state.step) == config.num_steps and 0 <= result.eval["top1"] <= 100
   assert (tmp_path / "eval" / "knn.json").exists()
+  clustering = json.loads((tmp_path / "eval" / "clustering.json").read_text())
+  assert set(clustering["kmeans"]) == {"acc", "nmi", "ari", "num_clusters"}
+  has_head = config.model.prototypes.num_prototypes > 0 or method == "deepcluster_v2"
+  assert ("head" in clustering) == has_head
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", WITH_EXTRA_STATE)
-def test_resume_restores_extra_state_exactly(method, tmp_path, tfds_dir):
-  config = smoke(method, **{"data.data_dir": tfds_dir, "eval.random_init_baseline": False})
+def test_resume_restores_extra_state_exactly(method, tmp_path, tfds_dir, request):
+  config = _run_config(method, tfds_dir, request)
+  config.eval.clustering = False
   straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
   train.train_and_evaluate(config, str(tmp_path / "resumed"), interrupt_after_steps=2)
   resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
   a, b = jax.device_get((straight.state.extra, straight.state.params)), jax.device_get(
       (resumed.state.extra, resumed.state.params))
+  if method == "scan":  # Mined once from the pretrained encoder, then checkpointed.
+    neighbours = a[0]["neighbours"]
+    assert neighbours.min() >= 0 and neighbours.max() < len(neighbours)
+    assert not np.any(neighbours == np.arange(len(neighbours))[:, None])
   assert jax.tree.structure(a) == jax.tree.structure(b)
   jax.tree.map(np.testing.assert_array_equal, a, b)
   assert straight.eval["top1"] == resumed.eval["top1"]
@@ -106,3 +150,31 @@ def test_vit_backbone_trains_with_a_siamese_objective():
   assert np.isfinite(metrics["loss"])
   after = jax.device_get(state.params["backbone"]["block_0"]["attention"]["qkv"]["kernel"])
   assert not np.allclose(before, after)
+
+
+def test_multicrop_step_compiles_once():
+  config = smoke("swav")
+  mesh, objective, state, step_fn = step_helpers._setup(config, jax.devices())
+  sizes = [v.size for v in objective.views]
+  assert sizes == [16, 16, 8, 8]
+  for seed in range(3):
+    state, metrics = step_fn(state, step_helpers._batch(config, mesh, seed))
+    assert np.isfinite(metrics["loss"])
+  assert step_fn._cache_size() == 1
+
+
+def test_init_from_copies_matching_parts_only(pretrained_dir):
+  source = pretrained.load(pretrained_dir)
+  config = smoke("scan")
+  objective = train.build_objective(config, num_examples=64)
+  params = jax.eval_shape(train._init_fn(objective, config, 16), jax.random.PRNGKey(0))[0]
+  params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), params)
+  merged, _ = pretrained.merge(params, {}, source)
+  jax.tree.map(np.testing.assert_array_equal, merged["backbone"], source.params["backbone"])
+  # The clustering head (10 outputs) differs from SimCLR's projector: kept fresh.
+  jax.tree.map(lambda x: np.testing.assert_array_equal(x, 0.0), merged["projector"])
+  config.model.width = 16
+  wider = train.build_objective(config, num_examples=64)
+  params = jax.eval_shape(train._init_fn(wider, config, 16), jax.random.PRNGKey(0))[0]
+  with pytest.raises(ValueError, match="different backbone"):
+    pretrained.merge(params, {}, source)

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs import scan as scan_config
 from configs import simclr as simclr_config
 from repr_learn import checkpointing
 from repr_learn import train
@@ -106,6 +107,16 @@ def test_unknown_dataset_names_the_nearest(tmp_path, data_dir):
   config = smoke_config(data_dir, **{"data.name": "cifar1"})
   with pytest.raises(catalog.UnknownDatasetError, match="cifar10"):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_methods_on_a_pretrained_encoder_need_init_from(tmp_path, data_dir):
+  config = config_overrides.override(scan_config.get_config("smoke"),
+                                     **{"data.data_dir": data_dir})
+  with pytest.raises(ValueError, match="init_from"):
+    train.train_and_evaluate(config, str(tmp_path / "scan"))
+  config.model.init_from = str(tmp_path / "never_trained")
+  with pytest.raises(FileNotFoundError, match="No checkpoints"):
+    train.train_and_evaluate(config, str(tmp_path / "scan"))
 
 
 def test_unknown_config_key_names_the_nearest(tmp_path, data_dir):
