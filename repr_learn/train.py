@@ -249,9 +249,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   results = evaluator.evaluate(state, step)
   if config.eval.random_init_baseline:
-    # The same seed rebuilds the exact initial weights (the originals were donated).
+    # The same seed rebuilds the exact initial weights (the originals were
+    # donated); never the pretrained ones of `model.init_from`.
+    random_init_fn = _init_fn(objective, config, image_size)
     results["random_init_top1"] = evaluator.random_init_top1(
-        lambda: train_state_lib.create(init_fn, tx, rng, mesh), workdir)
+        lambda: train_state_lib.create(random_init_fn, tx, rng, mesh), workdir)
   evaluator.write(workdir, results)
   writer.write_scalars(step, _prefixed(results, "knn/"))
   logging.info("kNN top-1 %.2f%% (random init %.2f%%).", results["top1"],

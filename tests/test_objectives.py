@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import common
+from repr_learn import config_schema
 from repr_learn import objectives
 from repr_learn import parallel
 from repr_learn import pretrained
@@ -19,8 +21,11 @@ from tests import config_overrides
 from tests import test_train_step as step_helpers
 
 METHODS = sorted(objectives.REGISTRY)
-WITH_EXTRA_STATE = ("byol", "moco_v2", "moco_v3", "nnclr", "npid", "swav", "dino",
-                    "deepcluster_v2", "scan")
+# One per kind of state: queue + shuffle-BN, queue + prototypes, EMA teacher +
+# centre, bank + centroids + pseudo-labels, mined neighbours + paired batches.
+# (BYOL/MoCo v3's EMA target, NNCLR's support set and NPID's bank use the same
+# code paths and train once each below.)
+WITH_EXTRA_STATE = ("moco_v2", "swav", "dino", "deepcluster_v2", "scan")
 ON_PRETRAINED = tuple(m for m in METHODS
                       if objectives.REGISTRY[m].needs_pretrained_encoder)
 
@@ -178,3 +183,17 @@ def test_init_from_copies_matching_parts_only(pretrained_dir):
   params = jax.eval_shape(train._init_fn(wider, config, 16), jax.random.PRNGKey(0))[0]
   with pytest.raises(ValueError, match="different backbone"):
     pretrained.merge(params, {}, source)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_variant_of_every_config_is_valid(method):
+  module = importlib.import_module(f"configs.{method}")
+  variants = list(common.VARIANTS) + (["imagenet_resnet50"] if method == "dino" else [])
+  for variant in variants:
+    config = module.get_config(variant)
+    config_schema.validate(config)
+    assert config.objective.name == method
+    objective = train.build_objective(config, num_examples=1000)
+    assert len(objective.views) >= 1
+    if config.augment.num_local_crops:
+      assert objective.views[-1].size == config.augment.local_crop_size
