@@ -219,3 +219,12 @@ def test_frozen_while_blocks_gradients_only_while_the_condition_holds():
   np.testing.assert_array_equal(frozen["prototypes"], 0.0)
   np.testing.assert_array_equal(frozen["backbone"], 2.0)
   np.testing.assert_array_equal(jax.grad(loss)(params, jnp.array(False))["prototypes"], 2.0)
+
+
+def test_spherical_kmeans_chunking_does_not_change_the_result():
+  x = jnp.asarray(_rand(100, 5, seed=7))
+  key = jax.random.PRNGKey(3)
+  whole = clustering.spherical_kmeans(x, key, num_clusters=6, num_iters=5)
+  chunked = clustering.spherical_kmeans(x, key, num_clusters=6, num_iters=5, chunk_size=32)
+  np.testing.assert_array_equal(whole[1], chunked[1])
+  np.testing.assert_allclose(whole[0], chunked[0], rtol=1e-5, atol=1e-6)

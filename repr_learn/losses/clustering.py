@@ -108,31 +108,37 @@ def cross_entropy_to_labels(logits: jax.Array, labels: jax.Array,
   return jnp.sum(weights * nll) / jnp.maximum(jnp.sum(weights), 1e-12)
 
 
-def spherical_kmeans(x: jax.Array, rng: jax.Array, num_clusters: int,
-                     num_iters: int) -> tuple[jax.Array, jax.Array]:
+def spherical_kmeans(x: jax.Array, rng: jax.Array, num_clusters: int, num_iters: int,
+                     chunk_size: int = 16384) -> tuple[jax.Array, jax.Array]:
   """Cosine k-means as DeepCluster-v2 runs it on its memory bank.
 
   Centroids start at distinct random rows of `x`; an empty cluster keeps its
-  previous centroid. Static shapes throughout, so it runs inside the step.
+  previous centroid. Assignments are computed `chunk_size` rows at a time and
+  centroids by segment sums, so memory stays O(chunk x K + N x D) for an
+  ImageNet-sized bank. Static shapes throughout: it runs inside the step.
 
   Returns:
     ([K, D] unit centroids, [N] int32 assignments).
   """
   x = l2_normalize(x.astype(jnp.float32))
-  rows = jax.random.choice(rng, x.shape[0], (num_clusters,), replace=False)
+  n = x.shape[0]
+  rows = jax.random.choice(rng, n, (num_clusters,), replace=False)
   centroids = x[rows]
+  chunk = min(chunk_size, n)
+  padded = jnp.pad(x, ((0, -n % chunk), (0, 0))).reshape(-1, chunk, x.shape[1])
 
   def assign(c):
-    return jnp.argmax(x @ c.T, axis=-1)
+    per_chunk = jax.lax.map(lambda rows: jnp.argmax(rows @ c.T, axis=-1), padded)
+    return per_chunk.reshape(-1)[:n].astype(jnp.int32)
 
   def body(_, c):
-    onehot = jax.nn.one_hot(assign(c), num_clusters, dtype=x.dtype)
-    sums = onehot.T @ x
-    counts = jnp.sum(onehot, axis=0)[:, None]
-    return jnp.where(counts > 0, l2_normalize(sums), c)
+    labels = assign(c)
+    sums = jax.ops.segment_sum(x, labels, num_segments=num_clusters)
+    counts = jax.ops.segment_sum(jnp.ones((n,), x.dtype), labels, num_segments=num_clusters)
+    return jnp.where(counts[:, None] > 0, l2_normalize(sums), c)
 
   centroids = jax.lax.fori_loop(0, num_iters, body, centroids)
-  return centroids, assign(centroids).astype(jnp.int32)
+  return centroids, assign(centroids)
 
 
 def student_t_assignment(z: jax.Array, centres: jax.Array, alpha: float = 1.0) -> jax.Array:
