@@ -170,8 +170,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     raise ValueError(f"{config.objective.name} trains on a pretrained encoder: set "
                      "--config.model.init_from=DIR, the workdir of a finished run with "
                      "the same backbone (e.g. configs/simclr.py).")
-  pretrained = pretrained_lib.load(config.model.init_from) if config.model.init_from else None
-  init_fn = _init_fn(objective, config, image_size, pretrained)
+  init_fn = _init_fn(objective, config, image_size)
   state = train_state_lib.create(init_fn, tx, rng, mesh)
 
   checkpointer = checkpointing.Checkpointer(
@@ -181,8 +180,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if restored is not None:
     state, data_state = restored
     logging.info("Resumed from step %d in %s.", int(state.step), workdir)
-  elif objective.dataset_outputs:
-    state = _setup_from_dataset(objective, state, train_source, config, mesh, image_size)
+  else:
+    # A fresh start; a resumed run has all of this in its checkpoint.
+    if config.model.init_from:
+      pretrained = pretrained_lib.load(config.model.init_from)
+      state = train_state_lib.create(_init_fn(objective, config, image_size, pretrained),
+                                     tx, rng, mesh)
+    if objective.dataset_outputs:
+      state = _setup_from_dataset(objective, state, train_source, config, mesh, image_size)
 
   neighbours = None
   if objective.pairs_with_neighbours:
@@ -249,11 +254,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   results = evaluator.evaluate(state, step)
   if config.eval.random_init_baseline:
-    # The same seed rebuilds the exact initial weights (the originals were
-    # donated); never the pretrained ones of `model.init_from`.
-    random_init_fn = _init_fn(objective, config, image_size)
+    # The same seed rebuilds the exact random initial weights (the originals
+    # were donated; `model.init_from` weights are not random).
     results["random_init_top1"] = evaluator.random_init_top1(
-        lambda: train_state_lib.create(random_init_fn, tx, rng, mesh), workdir)
+        lambda: train_state_lib.create(init_fn, tx, rng, mesh), workdir)
   evaluator.write(workdir, results)
   writer.write_scalars(step, _prefixed(results, "knn/"))
   logging.info("kNN top-1 %.2f%% (random init %.2f%%).", results["top1"],
