@@ -11,8 +11,8 @@
   imagenet_resnet50 the paper's ResNet-50 recipe: SGD lr 0.03 x B/256, wd 1e-4,
                     crops 0.14-1 / 0.05-0.14. Paper: 75.3% linear, 67.5% kNN.
   cifar10           solo-learn's dino CIFAR recipe: ResNet-18, LARS lr 0.3,
-                    4096 prototypes, teacher tau warm-up over 50 epochs,
-                    momentum 0.99.
+                    4096 prototypes, BN in the head, teacher tau warm-up over 50
+                    epochs, momentum 0.99.
 """
 
 import ml_collections
@@ -30,10 +30,14 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c.model.projector.activation = "gelu"
   common.multicrop(c, variant=variant)
   c.model.prototypes.num_prototypes = 65536
+  if variant in ("smoke", "digits", "cifar10"):
+    # solo-learn's DINO head for ResNets batch-normalises its hidden layers;
+    # without it the digits projections collapsed to a point within 20 steps.
+    c.model.projector.use_bn = True
   if variant == "smoke":
     c.model.prototypes.num_prototypes = 32
   elif variant == "digits":
-    c.model.prototypes.num_prototypes = 256
+    c.model.prototypes.num_prototypes = 1024
     c.objective.update(base_momentum=0.99, warmup_teacher_temperature_epochs=10.0)
   elif variant == "cifar10":
     c.augment.num_local_crops = 0
