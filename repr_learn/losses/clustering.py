@@ -199,7 +199,6 @@ def self_labelling_loss(weak_logits: jax.Array, strong_logits: jax.Array,
   return cross_entropy_to_labels(strong_logits, labels, weights), jnp.mean(confident)
 
 
-
 def mean_entropy(p: jax.Array) -> jax.Array:
   """Mean entropy of the rows of `p`: log K when uninformative, 0 when one-hot."""
   return -jnp.mean(jnp.sum(p * jnp.log(jnp.clip(p, 1e-12)), axis=-1))

@@ -46,10 +46,9 @@ class _DatasetPseudoLabels(base.Objective):
     raise NotImplementedError
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
-    del rng
+    del rng, step
     outs, new_stats = self.forward_views(params, batch_stats, views)
     labels = extra["labels"][batch["index"]]
-    del step
     active = extra["relabelled"].astype(jnp.float32)
     loss = active * sum(clustering.cross_entropy_to_labels(
         self.logits(params, extra, o) / self.config.temperature, labels) for o in outs) / len(outs)
