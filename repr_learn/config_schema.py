@@ -72,6 +72,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.lr_scaling = "linear" # linear (x batch/256) | sqrt (x sqrt(batch)) | none
   c.optimizer.warmup_epochs = 10.0
   c.optimizer.weight_decay = 1e-6
+  c.optimizer.weight_decay_end = config_dict.placeholder(float)  # None: constant; else cosine to it
+  c.optimizer.clip_each_parameter_norm = 0.0  # > 0: each tensor's gradient norm clipped (DINO: 3.0)
   c.optimizer.momentum = 0.9
   c.optimizer.trust_coefficient = 0.001  # LARS eta
   c.optimizer.adam_b2 = 0.999

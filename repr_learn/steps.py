@@ -30,12 +30,15 @@ def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
     aug_rng, loss_rng = jax.random.split(step_rng)
     views = augment.make_views(aug_rng, batch["image"], objective.views, mean, std)
 
+    frozen = objective.frozen_parts(state.step)
+
     def loss_fn(params):
-      return objective.loss(params, state.batch_stats, state.extra, views, batch,
-                            loss_rng, state.step)
+      return objective.loss(base.frozen_while(params, frozen), state.batch_stats,
+                            state.extra, views, batch, loss_rng, state.step)
 
     (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    updates = base.without_frozen_updates(updates, frozen)
     params = optax.apply_updates(state.params, updates)
     extra = objective.update_extra(state.extra, params, out.aux, state.step)
 

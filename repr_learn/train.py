@@ -163,7 +163,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                               num_examples=len(train_source), mesh=mesh)
   peak_lr = optim.scaled_learning_rate(config.optimizer, config.batch_size)
   schedule = optim.warmup_cosine(peak_lr, durations.warmup_steps, durations.total_steps)
-  tx = optim.make_optimizer(config.optimizer, schedule)
+  tx = optim.make_optimizer(config.optimizer, schedule, durations.total_steps)
   rng = jax.random.PRNGKey(config.seed)
   image_size = config.augment.crop_size
   if objective.needs_pretrained_encoder and not config.model.init_from:

@@ -208,17 +208,20 @@ def test_mined_neighbours_are_the_nearest_others():
   np.testing.assert_array_equal(np.sort(got, 1), np.sort(expected, 1))
 
 
-def test_frozen_while_blocks_gradients_only_while_the_condition_holds():
+def test_frozen_while_blocks_gradients_and_updates_only_while_the_condition_holds():
   params = {"prototypes": jnp.ones(3), "backbone": jnp.ones(3)}
 
   def loss(p, frozen):
-    p = base.frozen_while(p, "prototypes", frozen)
+    p = base.frozen_while(p, {"prototypes": frozen})
     return jnp.sum(p["prototypes"] ** 2) + jnp.sum(p["backbone"] ** 2)
 
   frozen = jax.grad(loss)(params, jnp.array(True))
   np.testing.assert_array_equal(frozen["prototypes"], 0.0)
   np.testing.assert_array_equal(frozen["backbone"], 2.0)
   np.testing.assert_array_equal(jax.grad(loss)(params, jnp.array(False))["prototypes"], 2.0)
+  updates = base.without_frozen_updates(params, {"prototypes": jnp.array(True)})
+  np.testing.assert_array_equal(updates["prototypes"], 0.0)
+  np.testing.assert_array_equal(updates["backbone"], 1.0)
 
 
 def test_spherical_kmeans_chunking_does_not_change_the_result():

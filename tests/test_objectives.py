@@ -157,6 +157,32 @@ def test_vit_backbone_trains_with_a_siamese_objective():
   assert not np.allclose(before, after)
 
 
+@pytest.mark.parametrize("method,frozen", [("dino", "prototypes"), ("scan", "backbone")])
+def test_frozen_parameters_do_not_move_under_weight_decay(method, frozen):
+  """DINO's last layer in epoch 1 (one step here), SCAN's head-only backbone:
+  no gradient, no decay, no momentum step, and SCAN keeps the BN statistics."""
+  config = smoke(method, **{"optimizer.name": "adamw", "optimizer.weight_decay": 0.5})
+  if method == "scan":
+    config.objective.update_head_only = True
+  mesh, _, state, step_fn = step_helpers._setup(config, jax.devices())
+  batch = step_helpers._batch(config, mesh)
+  if method == "scan":
+    batch["neighbour_image"] = batch["image"][::-1]
+  before = jax.device_get(state)
+  state, metrics = step_fn(state, batch)
+  assert np.isfinite(metrics["loss"])
+  after = jax.device_get(state)
+  jax.tree.map(np.testing.assert_array_equal, before.params[frozen], after.params[frozen])
+  assert not np.allclose(before.params["projector"]["dense_0"]["kernel"],
+                         after.params["projector"]["dense_0"]["kernel"])
+  if method == "scan":
+    jax.tree.map(np.testing.assert_array_equal, before.batch_stats, after.batch_stats)
+  else:  # Epoch 2 (steps_per_epoch is 1 here): the last layer trains.
+    state, _ = step_fn(state, batch)
+    assert not np.allclose(after.params[frozen]["kernel"],
+                           jax.device_get(state.params[frozen]["kernel"]))
+
+
 def test_multicrop_step_compiles_once():
   config = smoke("swav")
   mesh, objective, state, step_fn = step_helpers._setup(config, jax.devices())

@@ -21,7 +21,7 @@ def _setup(config, devices):
                                     mesh=mesh)
   schedule = optim.warmup_cosine(
       optim.scaled_learning_rate(config.optimizer, config.batch_size), 0, 100)
-  tx = optim.make_optimizer(config.optimizer, schedule)
+  tx = optim.make_optimizer(config.optimizer, schedule, 100)
   init_fn = train._init_fn(objective, config, config.augment.crop_size)
   state = train_state_lib.create(init_fn, tx, jax.random.PRNGKey(0), mesh)
   step_fn = jax.jit(steps.make_train_step(objective, tx, schedule, augment.IMAGENET_MEAN,
@@ -90,6 +90,35 @@ def test_non_finite_step_is_skipped_and_recorded(config):
   assert int(state.first_nonfinite_step) == 0
   assert int(state.step) == 1
   jax.tree.map(np.testing.assert_array_equal, before, jax.device_get(state.params))
+
+
+def test_weight_decay_end_gives_dinos_cosine_schedule(config):
+  config.optimizer.update(name="adamw", weight_decay=0.04, weight_decay_end=0.4)
+  decay = optim.weight_decay(config.optimizer, total_steps=100)
+  for step in (0, 25, 50, 100, 150):
+    # DINO's cosine_scheduler: end + (start - end) / 2 * (1 + cos(pi * i / N)).
+    expected = 0.4 + 0.5 * (0.04 - 0.4) * (1 + np.cos(np.pi * min(step, 100) / 100))
+    np.testing.assert_allclose(decay(step), expected, rtol=1e-6)
+  # AdamW applies it: with zero gradients the update is -lr * wd(step) * w.
+  tx = optim.make_optimizer(config.optimizer, lambda step: 1.0, total_steps=100)
+  params = {"kernel": jnp.full((2, 2), 2.0)}
+  opt_state = tx.init(params)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  for step in range(2):
+    updates, opt_state = tx.update(zeros, opt_state, params)
+    np.testing.assert_allclose(updates["kernel"], -decay(step) * 2.0, rtol=1e-6)
+  config.optimizer.weight_decay_end = None
+  assert optim.weight_decay(config.optimizer, total_steps=100) == 0.04
+
+
+def test_each_parameter_gradient_is_clipped_to_the_norm_separately():
+  clip = optim.clip_each_parameter_norm(1.0)
+  grads = {"big": jnp.array([3.0, 4.0]), "small": jnp.array([0.3, 0.4]),
+           "zero": jnp.zeros(2)}
+  clipped, _ = clip.update(grads, clip.init(grads))
+  np.testing.assert_allclose(clipped["big"], [0.6, 0.8], rtol=1e-5)  # norm 5 -> 1
+  np.testing.assert_array_equal(clipped["small"], grads["small"])  # a global clip would scale it
+  np.testing.assert_array_equal(clipped["zero"], 0.0)
 
 
 def test_lars_excludes_biases_and_batchnorm_from_decay(config):

@@ -84,8 +84,18 @@ class Objective:
            views: Sequence[jax.Array], batch: Mapping[str, jax.Array],
            rng: jax.Array, step: jax.Array) -> tuple[jax.Array, LossOutput]:
     """The scalar loss on the global batch; `step` drives schedules (DINO's
-    teacher temperature, SwAV's prototype freezing)."""
+    teacher temperature, SwAV's queue start)."""
     raise NotImplementedError
+
+  def frozen_parts(self, step: jax.Array) -> Mapping[str, jax.Array]:
+    """Top-level parameter groups held fixed at `step`, name -> condition.
+
+    The train step stops their gradient and drops their update, so that weight
+    decay and momentum do not move them either (SwAV's and DINO's prototypes in
+    the first epoch, SCAN's backbone when only the head trains).
+    """
+    del step
+    return {}
 
   def update_extra(self, extra: PyTree, params: PyTree, aux: PyTree,
                    step: jax.Array) -> PyTree:
@@ -166,12 +176,19 @@ def online_params_for_target(params):
   return {k: v for k, v in params.items() if k != "predictor"}
 
 
-def frozen_while(params, name: str, condition) -> PyTree:
-  """`params` with `params[name]` receiving no gradient while `condition` holds
-  (SwAV's prototypes and DINO's last layer during the first epoch)."""
-  frozen = jax.tree.map(lambda p: jnp.where(condition, jax.lax.stop_gradient(p), p),
-                        params[name])
-  return {**params, name: frozen}
+def frozen_while(params: PyTree, frozen: Mapping[str, jax.Array]) -> PyTree:
+  """`params` whose groups in `frozen` pass no gradient while their condition holds."""
+  return _map_frozen(lambda c, p: jnp.where(c, jax.lax.stop_gradient(p), p), params, frozen)
+
+
+def without_frozen_updates(updates: PyTree, frozen: Mapping[str, jax.Array]) -> PyTree:
+  """Optimizer `updates` with zeros for the groups whose condition holds."""
+  return _map_frozen(lambda c, u: jnp.where(c, jnp.zeros_like(u), u), updates, frozen)
+
+
+def _map_frozen(fn, tree: PyTree, frozen: Mapping[str, jax.Array]) -> PyTree:
+  return {**tree, **{name: jax.tree.map(lambda leaf, c=c: fn(c, leaf), tree[name])
+                     for name, c in frozen.items()}}
 
 
 def geometry_metrics(z1: jax.Array, z2: jax.Array) -> dict[str, jax.Array]:

@@ -34,10 +34,12 @@ class DINO(base.EmaTargetObjective):
     return clustering.teacher_temperature(step, warmup, c.warmup_teacher_temperature,
                                           c.teacher_temperature)
 
+  def frozen_parts(self, step):
+    return {"prototypes": step < int(self.config.freeze_last_layer_epochs
+                                     * self.steps_per_epoch)}
+
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del batch, rng
-    freeze = step < int(self.config.freeze_last_layer_epochs * self.steps_per_epoch)
-    params = base.frozen_while(params, "prototypes", freeze)
     outs, new_stats = self.forward_views(params, batch_stats, views)
     teacher_outs, _ = self.forward_views(extra["target_params"], batch_stats,
                                          views[:NUM_GLOBAL_VIEWS],

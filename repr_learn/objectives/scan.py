@@ -45,17 +45,21 @@ class SCAN(base.Objective):
   def selflabel_start(self) -> int:
     return self.total_steps - int(round(self.config.selflabel_epochs * self.steps_per_epoch))
 
+  def frozen_parts(self, step):
+    del step
+    return {"backbone": jnp.array(True)} if self.config.update_head_only else {}
+
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del extra
-    if self.config.update_head_only:
-      params = base.frozen_while(params, "backbone", True)
     neighbour_view = augment.make_views(rng, batch["neighbour_image"], self.views[:1],
                                         augment.IMAGENET_MEAN, augment.IMAGENET_STD)[0]
     # One forward over anchor, neighbour and strong views; both phases' losses
     # come from it and the step picks one. (A lax.cond over two forward passes
     # ran over 100x slower per step on CPU: no step in 10 minutes on digits.)
+    # A frozen backbone also keeps its BatchNorm statistics (SCAN's model.eval()).
     (anchor, neighbour, strong), stats = self.forward_views(
-        params, batch_stats, [views[0], neighbour_view, views[1]])
+        params, batch_stats, [views[0], neighbour_view, views[1]],
+        train=not self.config.update_head_only)
     scan, consistency, entropy = clustering.scan_loss(
         anchor["projection"], neighbour["projection"], self.config.entropy_weight)
     selflabel_loss, confident = clustering.self_labelling_loss(

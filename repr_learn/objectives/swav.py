@@ -52,10 +52,12 @@ class SwAV(base.Objective):
       codes.append(jax.lax.cond(use_queue, with_queue, lambda s=s: sinkhorn(s)))
     return codes, use_queue
 
+  def frozen_parts(self, step):
+    return {"prototypes": step < int(self.config.freeze_prototypes_epochs
+                                     * self.steps_per_epoch)}
+
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del batch, rng
-    freeze = step < int(self.config.freeze_prototypes_epochs * self.steps_per_epoch)
-    params = base.frozen_while(params, "prototypes", freeze)
     outs, new_stats = self.forward_views(params, batch_stats, views)
     scores = [o["scores"] for o in outs]
     prototypes = contrastive.l2_normalize(
