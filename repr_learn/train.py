@@ -168,8 +168,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   image_size = config.augment.crop_size
   if objective.needs_pretrained_encoder and not config.model.init_from:
     raise ValueError(f"{config.objective.name} trains on a pretrained encoder: set "
-                     "--config.model.init_from=DIR, the workdir of a finished run with "
-                     "the same backbone (e.g. configs/simclr.py).")
+                     "--config.model.init_from=DIR, the workdir of a finished "
+                     "pretraining run with the same backbone.")
   init_fn = _init_fn(objective, config, image_size)
   state = train_state_lib.create(init_fn, tx, rng, mesh)
 

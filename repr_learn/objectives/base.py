@@ -68,6 +68,10 @@ class Objective:
   # Trains on top of another run's encoder (`config.model.init_from`).
   needs_pretrained_encoder: ClassVar[bool] = False
 
+  def steps_in(self, epochs: float) -> int:
+    """Whole steps in `epochs` (schedules the papers give in epochs)."""
+    return int(epochs * self.steps_per_epoch)
+
   def init_extra(self, rng: jax.Array, variables: PyTree) -> PyTree:
     """State beside the parameters; empty for purely gradient-based methods."""
     del rng, variables

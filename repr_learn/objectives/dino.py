@@ -30,13 +30,12 @@ class DINO(base.EmaTargetObjective):
 
   def teacher_temperature(self, step):
     c = self.config
-    warmup = int(c.warmup_teacher_temperature_epochs * self.steps_per_epoch)
+    warmup = self.steps_in(c.warmup_teacher_temperature_epochs)
     return clustering.teacher_temperature(step, warmup, c.warmup_teacher_temperature,
                                           c.teacher_temperature)
 
   def frozen_parts(self, step):
-    return {"prototypes": step < int(self.config.freeze_last_layer_epochs
-                                     * self.steps_per_epoch)}
+    return {"prototypes": step < self.steps_in(self.config.freeze_last_layer_epochs)}
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del batch, rng

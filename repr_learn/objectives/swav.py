@@ -44,7 +44,7 @@ class SwAV(base.Objective):
     if self.config.queue_size <= 0:
       return [sinkhorn(s) for s in scores], jnp.zeros((), bool)
     use_queue = ((extra["queue_filled"] >= self.config.queue_size)
-                 & (step >= int(self.config.queue_start_epochs * self.steps_per_epoch)))
+                 & (step >= self.steps_in(self.config.queue_start_epochs)))
     codes = []
     for i, s in enumerate(scores):
       with_queue = lambda s=s, i=i: sinkhorn(
@@ -53,8 +53,7 @@ class SwAV(base.Objective):
     return codes, use_queue
 
   def frozen_parts(self, step):
-    return {"prototypes": step < int(self.config.freeze_prototypes_epochs
-                                     * self.steps_per_epoch)}
+    return {"prototypes": step < self.steps_in(self.config.freeze_prototypes_epochs)}
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del batch, rng
