@@ -30,6 +30,7 @@ def set_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.Co
     c.checkpoint_every_steps = 2
     c.eval.batch_size = 128
     c.eval.knn_k = 10
+    c.eval.protocols = "knn,clustering"
   elif variant == "digits":
     # Small enough for 2 CPU cores in a few minutes; sqrt LR scaling as SimCLR
     # recommends for small batches.

@@ -47,6 +47,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.patch_size = 16           # ViT only
   c.model.pooling = "cls"           # ViT only: 'cls' token or 'mean' of patches
   c.model.pos_embedding = "sincos"  # ViT only: 'sincos' (fixed) or 'learned'
+  c.model.drop_path = 0.0           # ViT only: stochastic depth, linear over blocks to this rate
+  c.model.layer_scale = 0.0         # ViT only: > 0 scales residual branches by a learned gamma (SimMIM 0.1)
+  c.model.post_norm = False         # ViT only: post-LayerNorm blocks (data2vec 2.0)
+  c.model.mask_token = False        # ViT only: a learned token replaces masked patches (SimMIM, MaskFeat)
+  c.model.decoder = ml_collections.ConfigDict()  # masked modeling: what predicts the hidden content
+  c.model.decoder.kind = "none"     # none | transformer (MAE) | linear (SimMIM, MaskFeat) | conv (data2vec 2.0) | predictor (I-JEPA)
+  c.model.decoder.width = 512
+  c.model.decoder.depth = 8
+  c.model.decoder.num_heads = 16
+  c.model.decoder.mlp_dim = 2048
+  c.model.decoder.kernel_size = 3   # conv decoder
+  c.model.decoder.groups = 16       # conv decoder
   c.model.projector = ml_collections.ConfigDict()
   c.model.projector.hidden_dim = 2048
   c.model.projector.output_dim = 128
@@ -77,14 +89,24 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.momentum = 0.9
   c.optimizer.trust_coefficient = 0.001  # LARS eta
   c.optimizer.adam_b2 = 0.999
+  c.optimizer.adam_b1 = 0.9          # AdamW beta1 (MAE, data2vec 2.0 pretraining set adam_b2 = 0.95)
+  c.optimizer.warmup_start_lr = 0.0  # absolute lr at step 0 of the linear warm-up (I-JEPA: 2e-4)
+  c.optimizer.min_lr = 0.0           # absolute lr the cosine ends at (MAE fine-tune, I-JEPA: 1e-6)
+  c.optimizer.clip_global_norm = 0.0  # > 0: global gradient norm clipped first (SimMIM 5, data2vec 2.0 4, MaskFeat 0.02)
+  c.optimizer.no_decay_names = ()    # params with one of these names in their path: no wd/LARS (MAE: pos_embedding, cls_token, mask_token)
+  c.optimizer.layer_decay = 1.0      # < 1: lr x decay**(L+1-layer id), ViT blocks / ResNet stages (MAE fine-tune: 0.65); 1: off
 
   c.eval = ml_collections.ConfigDict()
+  c.eval.protocols = "knn,clustering,rankme,linear,fewshot"  # run at the end (repr_learn/evaluation)
   c.eval.every_steps = 0            # 0: evaluate at the end only
+  c.eval.periodic_protocols = "knn,rankme"  # run every `every_steps` (cheap ones)
+  c.eval.dataset = config_dict.placeholder(str)   # transfer: evaluate on another dataset
+  c.eval.data_dir = config_dict.placeholder(str)  # its data_dir (default: data.data_dir)
+  c.eval.eval_dir = config_dict.placeholder(str)  # image_folder transfer: labeled test folder
   c.eval.batch_size = 256           # global batch for feature extraction
   c.eval.knn_k = 200                # NPID/DINO weighted kNN
   c.eval.knn_temperature = 0.1
   c.eval.random_init_baseline = True  # also report the untrained encoder
-  c.eval.clustering = True          # k-means (+ clustering head) ACC/NMI/ARI on the test split
   c.eval.kmeans_restarts = 10       # k-means++ initialisations
 
   c.log_every_steps = 50
@@ -99,6 +121,7 @@ _CHOICES = {
     ("model", "stem"): ("cifar", "imagenet"),
     ("model", "pooling"): ("cls", "mean"),
     ("model", "pos_embedding"): ("sincos", "learned"),
+    ("model.decoder", "kind"): ("none", "transformer", "linear", "conv", "predictor"),
     ("model.projector", "activation"): ("relu", "gelu"),
     ("model.prototypes", "kind"): ("cosine", "student_t"),
 }

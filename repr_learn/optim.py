@@ -5,6 +5,8 @@ nothing here needs to know the dataset size.
 """
 
 import math
+import re
+from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -32,12 +34,32 @@ def scaled_learning_rate(config: ml_collections.ConfigDict, batch_size: int) -> 
                    f"choose one of {LR_SCALINGS}.")
 
 
-def warmup_cosine(peak: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
-  """Linear warm-up from 0 to `peak`, then cosine decay to 0 at `total_steps`."""
+def warmup_cosine(peak: float, warmup_steps: int, total_steps: int, *,
+                  start_lr: float = 0.0, end_lr: float = 0.0) -> optax.Schedule:
+  """Linear warm-up from `start_lr` to `peak`, then cosine decay to `end_lr`.
+
+  With W = warmup_steps and T = total_steps, at step s (counted from 0):
+    s < W:       start_lr + (peak - start_lr) * s / W
+    W <= s <= T: end_lr + (peak - end_lr) * (1 + cos(pi * (s - W) / (T - W))) / 2
+    s > T:       end_lr
+  This is I-JEPA's `WarmupCosineSchedule` (start_lr, ref_lr, final_lr) and MAE's
+  `lr_sched` with `min_lr`; I-JEPA counts from 1 (its scheduler steps before the
+  first update), MAE and this function from 0. The defaults (0 -> peak -> 0)
+  are the original schedule. Rates are absolute, not batch-size scaled.
+  """
   warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=peak, warmup_steps=warmup_steps,
-      decay_steps=max(total_steps, warmup_steps + 1), end_value=0.0)
+      init_value=start_lr, peak_value=peak, warmup_steps=warmup_steps,
+      decay_steps=max(total_steps, warmup_steps + 1), end_value=end_lr)
+
+
+def schedule_from_config(config: ml_collections.ConfigDict, peak: float,
+                         warmup_steps: int, total_steps: int) -> optax.Schedule:
+  """`warmup_cosine` with `config.warmup_start_lr` and `config.min_lr` (the
+  `optimizer` section; both default to 0, the original schedule)."""
+  return warmup_cosine(peak, warmup_steps, total_steps,
+                       start_lr=config.get("warmup_start_lr", 0.0) or 0.0,
+                       end_lr=config.get("min_lr", 0.0) or 0.0)
 
 
 def weight_decay(config: ml_collections.ConfigDict,
@@ -71,38 +93,200 @@ def clip_each_parameter_norm(max_norm: float) -> optax.GradientTransformation:
   return optax.stateless(clip)
 
 
-def decay_mask(params):
+def _key_name(key) -> str:
+  """The name of one step of a pytree path (dict key, attribute or index)."""
+  for attr in ("key", "name", "idx"):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def _path_names(path) -> tuple[str, ...]:
+  return tuple(_key_name(k) for k in path)
+
+
+def _normalize_names(names: str | Iterable[str] | None) -> frozenset[str]:
+  """A set of names from a tuple, a list, or a comma/space-separated string
+  (so a command-line override `--config.optimizer.no_decay_names=a,b` works)."""
+  if not names:
+    return frozenset()
+  if isinstance(names, str):
+    names = (names,)
+  out = set()
+  for name in names:
+    out.update(n for n in re.split(r"[,\s]+", str(name)) if n)
+  return frozenset(out)
+
+
+def decay_mask(params, no_decay_names: str | Iterable[str] = ()):
   """True for weights that get weight decay and LARS adaptation.
 
   Biases and BatchNorm scales/offsets (every parameter of rank <= 1) are
-  excluded, as in SimCLR and BYOL.
+  excluded, as in SimCLR and BYOL. So is every parameter whose path (module
+  or leaf names) contains one of `no_decay_names`, matched exactly: MAE and
+  BEiT exclude the position embedding, cls and mask tokens
+  (`("pos_embedding", "cls_token", "mask_token")` here).
   """
-  return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
+  names = _normalize_names(no_decay_names)
+
+  def decayed(path, p):
+    return jnp.ndim(p) > 1 and not names.intersection(_path_names(path))
+
+  return jax.tree_util.tree_map_with_path(decayed, params)
+
+
+_VIT_EMBEDDINGS = frozenset({"patch_embed", "pos_embedding", "cls_token", "mask_token"})
+_VIT_BLOCK = re.compile(r"block_(\d+)$")
+_RESNET_STEM = frozenset({"stem_conv", "stem_bn"})
+_RESNET_BLOCK = re.compile(r"(?:BasicBlock|Bottleneck)_(\d+)$")
+BACKBONE = "backbone"
+
+
+def _layer_assignment(params) -> tuple[list[tuple[int, int] | None], Any]:
+  """For each leaf: (layer id, top id of its backbone), or None outside every
+  backbone; and the treedef. Uses only names (static under jit)."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  paths = [_path_names(path) for path, _ in leaves]
+
+  # Group the leaves by the backbone they sit in (the first `backbone` key).
+  backbones: dict[tuple[str, ...], list[tuple[int, tuple[str, ...]]]] = {}
+  for i, names in enumerate(paths):
+    if BACKBONE in names:
+      at = names.index(BACKBONE) + 1
+      backbones.setdefault(names[:at], []).append((i, names[at:]))
+  if not backbones:
+    raise ValueError("Layer decay needs a parameter subtree named 'backbone' "
+                     "(a ViT or a ResNet from repr_learn.models).")
+
+  assigned: list[tuple[int, int] | None] = [None] * len(leaves)
+  for prefix, members in backbones.items():
+    children = {rest[0] for _, rest in members if rest}
+    vit_blocks = {int(m.group(1)) for c in children if (m := _VIT_BLOCK.match(c))}
+    resnet_blocks = {int(m.group(1)) for c in children if (m := _RESNET_BLOCK.match(c))}
+    if vit_blocks:
+      # BEiT / MAE lr_decay.py: embeddings 0, block i -> i + 1, the rest L + 1.
+      top = max(vit_blocks) + 1 + 1
+
+      def layer(child, top=top):
+        if child in _VIT_EMBEDDINGS:
+          return 0
+        m = _VIT_BLOCK.match(child)
+        return int(m.group(1)) + 1 if m else top
+    elif resnet_blocks or children & _RESNET_STEM:
+      # Per stage: stem 0, stage s -> s + 1, the rest num_stages + 1. A stage
+      # starts at each block after the first that has a projection shortcut
+      # (its stride-2 first block); block 0 always starts stage 0.
+      with_proj = {
+          int(m.group(1)) for _, rest in members
+          if len(rest) > 1 and rest[1] == "proj_conv" and (m := _RESNET_BLOCK.match(rest[0]))}
+      stage, s = {}, 0
+      for b in sorted(resnet_blocks):
+        if b in with_proj and b != min(resnet_blocks):
+          s += 1
+        stage[b] = s
+      top = (s + 1 if resnet_blocks else 0) + 1
+
+      def layer(child, top=top, stage=stage):
+        if child in _RESNET_STEM:
+          return 0
+        m = _RESNET_BLOCK.match(child)
+        return stage[int(m.group(1))] + 1 if m else top
+    else:
+      raise ValueError(f"Layer decay: the backbone at {'/'.join(prefix)} is neither "
+                       f"a ViT (block_i) nor a ResNet (stem_conv); its children are "
+                       f"{sorted(children)}.")
+    for i, rest in members:
+      assigned[i] = (layer(rest[0]) if rest else top, top)
+
+  outer_top = max(a[1] for a in assigned if a is not None)
+  assigned = [a if a is not None else (outer_top, outer_top) for a in assigned]
+  return assigned, treedef
+
+
+def layer_ids(params):
+  """Pytree of ints, like `params`: each parameter's layer for layer-wise lr decay.
+
+  ViT backbone (`params[...]['backbone']` with `block_0`..`block_{L-1}`):
+  0 for `patch_embed`, `pos_embedding`, `cls_token`, `mask_token`; i + 1 for
+  `block_i`; L + 1 for the rest (final norm, and every parameter outside the
+  backbone: heads, decoders, predictors). ResNet backbone: 0 for the stem,
+  s + 1 for the blocks of stage s, num_stages + 1 for the rest.
+  """
+  assigned, treedef = _layer_assignment(params)
+  return jax.tree_util.tree_unflatten(treedef, [layer for layer, _ in assigned])
+
+
+def layer_scales(params, decay: float):
+  """Pytree of floats: decay ** (top - layer id), top = L + 1 (ViT) or
+  num_stages + 1 (ResNet). As MAE's util/lr_decay.py (after BEiT): the last
+  layer and the heads get 1, ViT-B's embeddings 0.65 ** 13 at decay 0.65."""
+  assigned, treedef = _layer_assignment(params)
+  return jax.tree_util.tree_unflatten(
+      treedef, [float(decay) ** (top - layer) for layer, top in assigned])
+
+
+def scale_by_layer_decay(decay: float) -> optax.GradientTransformation:
+  """Multiplies each parameter's update by `layer_scales(updates, decay)`.
+
+  Chained after the optimizer, this scales the whole step, AdamW's decoupled
+  weight decay included, exactly like a PyTorch param group's lr. The scales
+  come from the update tree's names when `update` is traced, so nothing about
+  the parameter tree is needed in advance, and the transform has no state.
+  """
+
+  def scale(updates, params=None):
+    del params
+    scales = layer_scales(updates, decay)
+    return jax.tree.map(lambda u, s: u if s == 1.0 else u * jnp.asarray(s, u.dtype),
+                        updates, scales)
+
+  return optax.stateless(scale)
 
 
 def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
                    total_steps: int) -> optax.GradientTransformation:
-  """The optax chain named by `config.name`, after per-parameter clipping when
-  `config.clip_each_parameter_norm` > 0."""
-  tx = _base_optimizer(config, schedule, weight_decay(config, total_steps))
+  """The optax chain named by `config.name`:
+
+  clip_by_global_norm (`clip_global_norm` > 0) -> per-parameter clipping
+  (`clip_each_parameter_norm` > 0) -> optimizer (weight decay and LARS
+  adaptation masked by `decay_mask` with `no_decay_names`) -> layer-wise lr
+  decay (`layer_decay` < 1). The defaults give the optimizer alone.
+  """
+  mask = _decay_mask_fn(config.get("no_decay_names", ()))
+  parts = []
+  if config.get("clip_global_norm", 0.0) > 0:
+    parts.append(optax.clip_by_global_norm(config.clip_global_norm))
   if config.clip_each_parameter_norm > 0:
-    return optax.chain(clip_each_parameter_norm(config.clip_each_parameter_norm), tx)
-  return tx
+    parts.append(clip_each_parameter_norm(config.clip_each_parameter_norm))
+  parts.append(_base_optimizer(config, schedule, weight_decay(config, total_steps), mask))
+  layer_decay = config.get("layer_decay", 1.0)
+  if layer_decay != 1.0:
+    if not 0.0 < layer_decay <= 1.0:
+      raise ValueError(f"optimizer.layer_decay={layer_decay} must be in (0, 1].")
+    parts.append(scale_by_layer_decay(layer_decay))
+  return parts[0] if len(parts) == 1 else optax.chain(*parts)
+
+
+def _decay_mask_fn(no_decay_names):
+  names = _normalize_names(no_decay_names)
+  if not names:
+    return decay_mask
+  return lambda params: decay_mask(params, names)
 
 
 def _base_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
-                    decay: float | optax.Schedule) -> optax.GradientTransformation:
+                    decay: float | optax.Schedule, mask=decay_mask) -> optax.GradientTransformation:
   if config.name == "lars":
     return optax.lars(
         learning_rate=schedule, weight_decay=decay,
-        weight_decay_mask=decay_mask, trust_coefficient=config.trust_coefficient,
-        eps=0.0, trust_ratio_mask=decay_mask, momentum=config.momentum,
+        weight_decay_mask=mask, trust_coefficient=config.trust_coefficient,
+        eps=0.0, trust_ratio_mask=mask, momentum=config.momentum,
         nesterov=False)
   if config.name == "sgd":
     return optax.chain(
-        optax.add_decayed_weights(decay, mask=decay_mask),
+        optax.add_decayed_weights(decay, mask=mask),
         optax.sgd(schedule, momentum=config.momentum))
   if config.name == "adamw":
-    return optax.adamw(schedule, b1=0.9, b2=config.adam_b2,
-                       weight_decay=decay, mask=decay_mask)
+    return optax.adamw(schedule, b1=config.get("adam_b1", 0.9), b2=config.adam_b2,
+                       weight_decay=decay, mask=mask)
   raise ValueError(f"Unknown optimizer.name {config.name!r}; choose one of {OPTIMIZERS}.")

@@ -32,9 +32,8 @@ from repr_learn.data import catalog
 from repr_learn.data import pipeline
 from repr_learn.data import sources
 from repr_learn.data import view_recipes
-from repr_learn.evaluation import clustering_protocol
 from repr_learn.evaluation import features
-from repr_learn.evaluation import knn_protocol
+from repr_learn.evaluation import protocols
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -73,8 +72,9 @@ def resolve_durations(config: ml_collections.ConfigDict, num_train_examples: int
 def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
                     steps_per_epoch: int = 1, num_examples: int = 0,
                     mesh=None) -> objectives.base.Objective:
-  network = models.build_network(config.model)
   cls = objectives.get_objective_class(config.objective.name)
+  network = models.build_network(config.model, image_size=config.augment.crop_size,
+                                 decoder_output_dim=cls.decoder_output_dim(config))
   views = view_recipes.build_views(config.augment)
   return cls(config=config.objective, network=network, views=views,
              total_steps=total_steps, steps_per_epoch=steps_per_epoch,
@@ -162,7 +162,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                               steps_per_epoch=durations.steps_per_epoch,
                               num_examples=len(train_source), mesh=mesh)
   peak_lr = optim.scaled_learning_rate(config.optimizer, config.batch_size)
-  schedule = optim.warmup_cosine(peak_lr, durations.warmup_steps, durations.total_steps)
+  schedule = optim.schedule_from_config(config.optimizer, peak_lr, durations.warmup_steps,
+                                        durations.total_steps)
   tx = optim.make_optimizer(config.optimizer, schedule, durations.total_steps)
   rng = jax.random.PRNGKey(config.seed)
   image_size = config.augment.crop_size
@@ -212,11 +213,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
       out_shardings=(state_sharding, parallel.replicated(mesh)),
       donate_argnums=(0,))
-  evaluator = knn_protocol.KnnEvaluator(objective, config, spec, mesh, image_size)
-  clustering_evaluator = (
-      clustering_protocol.ClusteringEvaluator(objective, config, spec, mesh, image_size)
-      if config.eval.clustering else None)
-
+  eval_context = protocols.EvalContext(objective, config, mesh, image_size)
+  final_protocols = protocols.build(config.eval.protocols, eval_context)
+  periodic_protocols = protocols.build(config.eval.periodic_protocols, eval_context)
   logging.info("Training %s on %s for %d steps (%d per epoch), global batch %d "
                "on %d devices.", config.objective.name, config.data.name,
                durations.total_steps, durations.steps_per_epoch, config.batch_size,
@@ -243,7 +242,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         if checkpointer.save(state, pipeline.iterator_state(data_iter), force=True):
           last_checkpoint = step
       if config.eval.every_steps and step % config.eval.every_steps == 0 and step < durations.total_steps:
-        writer.write_scalars(step, _prefixed(evaluator.evaluate(state, step), "knn/"))
+        periodic = protocols.run(periodic_protocols, state, step, workdir=None)
+        writer.write_scalars(step, protocols.scalars(periodic))
       if interrupt:
         logging.info("Interrupted after %d steps at step %d as asked.", step - start_step, step)
         writer.flush()
@@ -252,20 +252,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     # Pending asynchronous saves finish even when the run stops on an error.
     checkpointer.close()
 
-  results = evaluator.evaluate(state, step)
-  if config.eval.random_init_baseline:
-    # The same seed rebuilds the exact random initial weights (the originals
-    # were donated; `model.init_from` weights are not random).
-    results["random_init_top1"] = evaluator.random_init_top1(
-        lambda: train_state_lib.create(init_fn, tx, rng, mesh), workdir)
-  evaluator.write(workdir, results)
-  writer.write_scalars(step, _prefixed(results, "knn/"))
-  logging.info("kNN top-1 %.2f%% (random init %.2f%%).", results["top1"],
-               results.get("random_init_top1", float("nan")))
-  if clustering_evaluator is not None:
-    results["clustering"] = clustering_evaluator.evaluate(state, step)
-    clustering_evaluator.write(workdir, results["clustering"])
-    writer.write_scalars(step, _clustering_scalars(results["clustering"]))
+  # The same seed rebuilds the exact random initial weights (the originals were
+  # donated; `model.init_from` weights are not random).
+  baseline = (protocols.Baseline(lambda: train_state_lib.create(init_fn, tx, rng, mesh))
+              if config.eval.random_init_baseline else None)
+  results = protocols.run(final_protocols, state, step, workdir, baseline=baseline)
+  writer.write_scalars(step, protocols.scalars(results))
   writer.flush()
   return RunResult(state=state, eval=results)
 
@@ -273,17 +265,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 def _mean_metrics(metrics: list[dict[str, jax.Array]]) -> dict[str, float]:
   stacked = jax.device_get(metrics)
   return {f"train/{k}": float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
-
-
-def _prefixed(results: dict[str, Any], prefix: str) -> dict[str, float]:
-  """The accuracy figures of an eval result, as scalars to log."""
-  return {prefix + k: float(v) for k, v in results.items()
-          if k in ("top1", "top5", "random_init_top1")}
-
-
-def _clustering_scalars(result: dict[str, Any]) -> dict[str, float]:
-  return {f"clustering/{part}_{k}": float(result[part][k])
-          for part in ("kmeans", "head") if part in result for k in ("acc", "nmi", "ari")}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

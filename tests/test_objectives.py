@@ -44,7 +44,7 @@ def pretrained_dir(tmp_path_factory, tfds_dir):
   """A finished SimCLR smoke run for the methods that start from one."""
   workdir = str(tmp_path_factory.mktemp("pretrained"))
   config = smoke("simclr", **{"data.data_dir": tfds_dir, "eval.random_init_baseline": False,
-                              "eval.clustering": False})
+                              "eval.protocols": "knn"})
   train.train_and_evaluate(config, workdir)
   return workdir
 
@@ -129,7 +129,7 @@ def test_trains_from_smoke_config(method, tmp_path, tfds_dir, request):
 @pytest.mark.parametrize("method", WITH_EXTRA_STATE)
 def test_resume_restores_extra_state_exactly(method, tmp_path, tfds_dir, request):
   config = _run_config(method, tfds_dir, request)
-  config.eval.clustering = False
+  config.eval.protocols = "knn"
   straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
   train.train_and_evaluate(config, str(tmp_path / "resumed"), interrupt_after_steps=2)
   resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))

@@ -73,8 +73,23 @@ def plain(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
                              blur_prob=0.0, solarize_prob=0.0),)
 
 
+def crop_flip(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
+  """One random-resized crop (scale [min_scale, 1]) and a horizontal flip, no
+  colour operations: the masked-modeling view (MAE, SimMIM, MaskFeat, data2vec 2.0)."""
+  return (augment.ViewConfig(size=config.crop_size, min_scale=config.min_scale,
+                             jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0,
+                             solarize_prob=0.0),)
+
+
+def crop(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
+  """One random-resized crop without flip or colour (I-JEPA's `make_transforms`
+  with horizontal_flip=False, color_distortion=False)."""
+  return (dataclasses.replace(crop_flip(config)[0], flip_prob=0.0),)
+
+
 RECIPES = {"simclr": simclr, "single": single, "byol": byol, "multicrop": multicrop,
-           "multicrop_byol": multicrop_byol, "plain": plain}
+           "multicrop_byol": multicrop_byol, "plain": plain, "crop_flip": crop_flip,
+           "crop": crop}
 
 
 def build_views(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:

@@ -6,27 +6,24 @@ backbone features of every method, and, for methods with a clustering head
 assignments. Both are scored with ACC (Hungarian), NMI and ARI.
 """
 
-import json
-import os
 from typing import Any
 
-from absl import logging
-import jax
 import numpy as np
 
-from repr_learn.data import catalog
-from repr_learn.data import sources
 from repr_learn.evaluation import clustering
-from repr_learn.evaluation import features
+from repr_learn.evaluation import protocols
 
-EVAL_FILE = "clustering.json"
+SCORES = ("acc", "nmi", "ari")
 
 
-class ClusteringEvaluator:
+@protocols.register
+class ClusteringProtocol(protocols.Protocol):
+  name = "clustering"
+  headline = tuple(f"{part}_{k}" for part in ("kmeans", "head") for k in SCORES)
 
-  def __init__(self, objective, config, spec: catalog.DatasetSpec, mesh, image_size: int):
-    self._config = config
-    self._spec = spec
+  def __init__(self, context: protocols.EvalContext):
+    super().__init__(context)
+    objective = context.objective
 
     def outputs(params, batch_stats, extra, x):
       out, _ = objective.apply(params, batch_stats, x, train=False,
@@ -37,35 +34,27 @@ class ClusteringEvaluator:
         result["cluster_logits"] = logits
       return result
 
-    self._extract = features.FeatureExtractor(outputs, mesh, image_size,
-                                              config.eval.batch_size)
-    self._source = sources.open_source(spec, spec.eval_test_split, config.data)
+    self._extract = context.extractor(outputs)
 
   def evaluate(self, state, step: int) -> dict[str, Any]:
-    outputs, labels = self._extract(state, self._source)
+    split = self.context.splits[1]
+    outputs, labels = self._extract(state, self.context.source(split))
     if np.any(labels < 0):
-      raise ValueError(f"Dataset {self._spec.name!r} has unlabeled test examples; "
-                       "clustering metrics need labels.")
-    num_classes = self._spec.num_classes or int(labels.max()) + 1
+      raise protocols.LabelsRequiredError(
+          f"The clustering protocol needs labels, but split {split!r} of "
+          f"{self.context.spec.name!r} is unlabeled; drop it from config.eval.protocols.")
+    num_classes = self.context.num_classes(labels)
     assignments, _ = clustering.kmeans(
         clustering.l2_normalize(outputs["features"]), num_classes,
-        seed=self._config.seed, restarts=self._config.eval.kmeans_restarts)
-    result = {"step": int(step), "dataset": self._spec.name,
-              "split": self._spec.eval_test_split, "num_classes": num_classes,
+        seed=self.config.seed, restarts=self.config.eval.kmeans_restarts)
+    result = {"step": int(step), "dataset": self.context.spec.name, "split": split,
+              "num_classes": num_classes,
               "kmeans": clustering.scores(labels, assignments)}
     if "cluster_logits" in outputs:
       head = np.argmax(outputs["cluster_logits"], axis=-1)
       result["head"] = {**clustering.scores(labels, head),
                         "head_size": int(outputs["cluster_logits"].shape[-1])}
-    logging.info("Clustering at step %d: k-means ACC %.2f%% NMI %.2f%%%s", step,
-                 result["kmeans"]["acc"], result["kmeans"]["nmi"],
-                 f", head ACC {result['head']['acc']:.2f}%" if "head" in result else "")
+    for part in ("kmeans", "head"):
+      if part in result:
+        result.update({f"{part}_{k}": result[part][k] for k in SCORES})
     return result
-
-  @staticmethod
-  def write(workdir: str, result: dict[str, Any]) -> None:
-    if jax.process_index() != 0:
-      return
-    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-    with open(os.path.join(workdir, "eval", EVAL_FILE), "w") as f:
-      json.dump(result, f, indent=2, sort_keys=True)

@@ -41,8 +41,48 @@ class SiameseNetwork(nn.Module):
     return self.backbone(x, train=train)
 
 
-def build_backbone(config: ml_collections.ConfigDict) -> nn.Module:
-  """The trunk named by `config.backbone`."""
+class MaskedImageNetwork(nn.Module):
+  """A ViT encoder and the head that predicts hidden content from its tokens.
+
+  Objectives drive it through `encode` (token-level, on kept tokens or with a
+  mask token) and `decode` (the decoder/predictor, whose call signature is the
+  head's own); `embed` and `project` give the pooled features that evaluation
+  uses, as for `SiameseNetwork`. `__call__` exists to create every parameter.
+  """
+  backbone: nn.Module
+  decoder: nn.Module
+
+  def __call__(self, x, train: bool = False):
+    out = self.backbone.encode(x, train=train)
+    tokens = out["tokens"]
+    n, num_patches = x.shape[0], self.backbone.grid(x.shape[1]) ** 2
+    ids = jnp.broadcast_to(jnp.arange(num_patches), (n, num_patches))
+    if isinstance(self.decoder, heads.TokenPredictor):
+      patches = tokens[:, 1:] if self.backbone.has_cls else tokens
+      valid = jnp.ones((n, num_patches), bool)
+      self.decoder(patches, ids, valid, ids[:, None, :1], valid[:, None, :1], num_patches)
+    elif isinstance(self.decoder, heads.LinearTokenHead):
+      self.decoder(tokens)
+    else:
+      self.decoder(tokens, ids, num_patches, self.backbone.has_cls)
+    return {"features": self.backbone.pool(tokens)}
+
+  def encode(self, x, **kwargs):
+    return self.backbone.encode(x, **kwargs)
+
+  def decode(self, *args, **kwargs):
+    return self.decoder(*args, **kwargs)
+
+  def project(self, x, train: bool = False):
+    return {"features": self.backbone(x, train=train)}
+
+  def embed(self, x, train: bool = False):
+    return self.backbone(x, train=train)
+
+
+def build_backbone(config: ml_collections.ConfigDict, image_size: int = 224) -> nn.Module:
+  """The trunk named by `config.backbone`; `image_size` is the resolution learned
+  ViT positions are created for."""
   dtype = jnp.dtype(config.dtype)
   if config.backbone in resnet.RESNET_DEPTHS:
     stages, block = resnet.RESNET_DEPTHS[config.backbone]
@@ -52,14 +92,48 @@ def build_backbone(config: ml_collections.ConfigDict) -> nn.Module:
     width, depth, heads_, mlp_dim = vit.VIT_SIZES[config.backbone]
     return vit.ViT(width=width, depth=depth, num_heads=heads_, mlp_dim=mlp_dim,
                    patch_size=config.patch_size, pooling=config.pooling,
-                   pos_embedding=config.pos_embedding, dtype=dtype, name="backbone")
+                   pos_embedding=config.pos_embedding, image_size=image_size,
+                   drop_path=config.drop_path, layer_scale=config.layer_scale,
+                   post_norm=config.post_norm, mask_token=config.mask_token,
+                   dtype=dtype, name="backbone")
   raise ValueError(f"Unknown backbone {config.backbone!r}; choose one of {BACKBONES}.")
 
 
-def build_network(config: ml_collections.ConfigDict) -> SiameseNetwork:
-  """Backbone + projector (+ predictor when `predictor.num_layers > 0`, +
-  prototypes when `prototypes.num_prototypes > 0`)."""
+def build_decoder(config: ml_collections.ConfigDict, output_dim: int) -> nn.Module:
+  """The masked-modeling head named by `config.decoder.kind`."""
   dtype = jnp.dtype(config.dtype)
+  dec = config.decoder
+  if dec.kind == "transformer":
+    return heads.TokenDecoder(width=dec.width, depth=dec.depth, num_heads=dec.num_heads,
+                              mlp_dim=dec.mlp_dim, output_dim=output_dim, dtype=dtype,
+                              name="decoder")
+  if dec.kind == "linear":
+    return heads.LinearTokenHead(output_dim=output_dim, norm=dec.depth > 0, dtype=dtype,
+                                 name="decoder")
+  if dec.kind == "conv":
+    return heads.ConvDecoder(width=dec.width, depth=dec.depth, output_dim=output_dim,
+                             kernel_size=dec.kernel_size, groups=dec.groups, dtype=dtype,
+                             name="decoder")
+  if dec.kind == "predictor":
+    return heads.TokenPredictor(width=dec.width, depth=dec.depth, num_heads=dec.num_heads,
+                                mlp_dim=dec.mlp_dim, output_dim=output_dim, dtype=dtype,
+                                name="decoder")
+  raise ValueError(f"Unknown model.decoder.kind {dec.kind!r}.")
+
+
+def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
+                  decoder_output_dim: int | None = None) -> nn.Module:
+  """Backbone + projector (+ predictor when `predictor.num_layers > 0`, +
+  prototypes when `prototypes.num_prototypes > 0`); or, with a
+  `decoder.kind`, a ViT and its masked-modeling head predicting
+  `decoder_output_dim` values per token."""
+  dtype = jnp.dtype(config.dtype)
+  if config.decoder.kind != "none":
+    if config.backbone not in vit.VIT_SIZES:
+      raise ValueError(f"model.decoder.kind={config.decoder.kind!r} needs a ViT backbone, "
+                       f"got {config.backbone!r}.")
+    return MaskedImageNetwork(backbone=build_backbone(config, image_size),
+                              decoder=build_decoder(config, decoder_output_dim))
   proj = config.projector
   projector = heads.MLPHead(hidden_dim=proj.hidden_dim, output_dim=proj.output_dim,
                             num_layers=proj.num_layers, last_bn=proj.last_bn,
@@ -74,5 +148,5 @@ def build_network(config: ml_collections.ConfigDict) -> SiameseNetwork:
   if config.prototypes.num_prototypes > 0:
     prototypes = heads.Prototypes(num_prototypes=config.prototypes.num_prototypes,
                                   kind=config.prototypes.kind, name="prototypes")
-  return SiameseNetwork(backbone=build_backbone(config), projector=projector,
+  return SiameseNetwork(backbone=build_backbone(config, image_size), projector=projector,
                         predictor=predictor, prototypes=prototypes)

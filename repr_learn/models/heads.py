@@ -1,17 +1,23 @@
-"""Heads that sit on the backbone: projectors and predictors.
+"""Heads that sit on the backbone: projectors, predictors, prototypes, and the
+decoders/predictors of masked image modeling.
 
 Every siamese/contrastive method uses the same MLP shape (Linear → BN → ReLU
 repeated, then a final Linear, optionally followed by a BN without affine as in
 SimCLR v2 / SimSiam); methods differ only in depth, width and the last norm.
+Masked-modeling heads work on tokens: MAE's transformer decoder, a per-token
+linear head (SimMIM, MaskFeat), data2vec 2.0's convolutional decoder and
+I-JEPA's narrow transformer predictor.
 """
 
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from repr_learn.losses import clustering
 from repr_learn.losses import contrastive
+from repr_learn.models import vit
 
 
 ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu}
@@ -76,3 +82,131 @@ class Prototypes(nn.Module):
     if self.kind == "student_t":
       return clustering.student_t_assignment(x, kernel.T)
     return contrastive.l2_normalize(x) @ contrastive.l2_normalize(kernel, axis=0)
+
+
+class TokenDecoder(nn.Module):
+  """MAE's decoder: a narrow transformer over visible tokens and mask tokens.
+
+  The encoder's tokens (class token first, then the K visible patches) are
+  projected to `width`; a learned mask token fills the T - K hidden positions;
+  fixed 2-D sin-cos positions are added (the class token gets none); `depth`
+  pre-LN blocks, a LayerNorm and a linear layer predict `output_dim` values per
+  patch (He et al. 2022, section 3; `models_mae.py`).
+  """
+  width: int
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  output_dim: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, tokens, ids_keep, num_patches: int, has_cls: bool = True,
+               train: bool = False):
+    """tokens [N, (1 +) K, D], ids_keep [N, K] -> predictions [N, T, output_dim]."""
+    x = nn.Dense(self.width, dtype=self.dtype, name="embed")(tokens)
+    n = x.shape[0]
+    cls, visible = (x[:, :1], x[:, 1:]) if has_cls else (None, x)
+    mask_token = self.param("mask_token", nn.initializers.normal(0.02), (1, 1, self.width))
+    full = jnp.broadcast_to(mask_token.astype(x.dtype), (n, num_patches, self.width))
+    full = full.at[jnp.arange(n)[:, None], ids_keep].set(visible)
+    grid = int(round(num_patches ** 0.5))
+    full = full + jnp.asarray(vit.sincos_2d_positions(grid, self.width)).astype(x.dtype)
+    if cls is not None:
+      full = jnp.concatenate([cls, full], axis=1)
+    for i in range(self.depth):
+      full, _ = vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
+                                 name=f"block_{i}")(full, train=train)
+    full = nn.LayerNorm(dtype=self.dtype, name="norm")(full)
+    out = nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(full)
+    return (out[:, 1:] if cls is not None else out).astype(jnp.float32)
+
+
+class LinearTokenHead(nn.Module):
+  """One linear prediction per token: SimMIM's 1x1 conv (+ pixel shuffle) and
+  MaskFeat's LayerNorm + linear head (`norm=True`)."""
+  output_dim: int
+  norm: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, tokens, train: bool = False):
+    del train
+    if self.norm:
+      tokens = nn.LayerNorm(dtype=self.dtype, name="norm")(tokens)
+    return nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(tokens).astype(jnp.float32)
+
+
+class ConvDecoder(nn.Module):
+  """data2vec 2.0's lightweight decoder (Baevski et al. 2023, `Decoder2d`).
+
+  Visible student tokens go back to their grid positions; hidden positions get
+  N(0, 0.01^2) noise rather than a learned token. `depth` blocks of grouped
+  k x k convolution, LayerNorm without affine and GELU, each with a residual,
+  then a linear projection to `output_dim` at every position.
+  """
+  width: int
+  depth: int
+  output_dim: int
+  kernel_size: int = 3
+  groups: int = 16
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, tokens, ids_keep, num_patches: int, has_cls: bool = True,
+               train: bool = False):
+    """tokens [N, (1 +) K, D] -> predictions [N, T, output_dim]."""
+    visible = tokens[:, 1:] if has_cls else tokens
+    n, _, d = visible.shape
+    noise = jax.random.normal(self.make_rng("dropout"), (n, num_patches, d), self.dtype) \
+        if train else jnp.zeros((n, num_patches, d), self.dtype)
+    full = (0.01 * noise).at[jnp.arange(n)[:, None], ids_keep].set(visible.astype(self.dtype))
+    grid = int(round(num_patches ** 0.5))
+    x = full.reshape(n, grid, grid, d)
+    x = nn.Dense(self.width, dtype=self.dtype, name="embed")(x) if d != self.width else x
+    for i in range(self.depth):
+      y = nn.Conv(self.width, (self.kernel_size,) * 2, padding="SAME",
+                  feature_group_count=self.groups, dtype=self.dtype, name=f"conv_{i}")(x)
+      y = nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype, name=f"norm_{i}")(y)
+      x = x + nn.gelu(y)
+    out = nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(x)
+    return out.reshape(n, num_patches, self.output_dim).astype(jnp.float32)
+
+
+class TokenPredictor(nn.Module):
+  """I-JEPA's predictor (Assran et al. 2023, `VisionTransformerPredictor`).
+
+  Context tokens are projected to `width` and given their positions; for each
+  target block, mask tokens carrying the block's positions are appended; the
+  context is repeated per block so blocks do not see each other. `depth` pre-LN
+  blocks, a LayerNorm and a projection back to the encoder width predict the
+  target tokens. Padding (context or target) is masked out as attention keys.
+  """
+  width: int
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  output_dim: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, context, context_ids, context_valid, target_ids, target_valid,
+               num_patches: int, train: bool = False):
+    """context [N, Kc, D], target_ids [N, B, Lt] -> predictions [N, B, Lt, output_dim]."""
+    n, kc, _ = context.shape
+    _, b, lt = target_ids.shape
+    pos = jnp.asarray(vit.sincos_2d_positions(int(round(num_patches ** 0.5)), self.width))
+    x = nn.Dense(self.width, dtype=self.dtype, name="embed")(context) + pos[context_ids]
+    mask_token = self.param("mask_token", nn.initializers.normal(0.02), (1, 1, 1, self.width))
+    queries = mask_token.astype(self.dtype) + pos[target_ids]           # [N, B, Lt, W]
+    x = jnp.broadcast_to(x[:, None], (n, b, kc, self.width))
+    x = jnp.concatenate([x, queries], axis=2).reshape(n * b, kc + lt, self.width)
+    key_mask = jnp.concatenate(
+        [jnp.broadcast_to(context_valid[:, None], (n, b, kc)), target_valid], axis=2
+    ).reshape(n * b, kc + lt)
+    for i in range(self.depth):
+      x, _ = vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
+                              name=f"block_{i}")(x, train=train, key_mask=key_mask)
+    x = nn.LayerNorm(dtype=self.dtype, name="norm")(x[:, kc:])
+    out = nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(x)
+    return out.reshape(n, b, lt, self.output_dim).astype(jnp.float32)

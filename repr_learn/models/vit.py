@@ -1,5 +1,13 @@
 """Vision Transformer backbones (Dosovitskiy et al. 2021) for SSL.
 
+Besides the pooled features every objective uses, `ViT.encode` works at the token
+level for masked image modeling: it runs on a fixed number of kept tokens
+(MAE, data2vec 2.0, I-JEPA), or with masked patches replaced by a learned token
+(SimMIM, MaskFeat), and can return each block's FFN output (data2vec 2.0's
+targets). Options cover the recipes: drop path, LayerScale, post-LN blocks, no
+class token (`pooling='mean'`), and learned positions resampled to other
+resolutions (DINO's 96-px local crops, fine-tuning at another size).
+
 Attention goes through `jax.nn.dot_product_attention`, which dispatches to cuDNN's
 fused kernel on GPUs (`implementation=None` lets JAX choose) and to XLA elsewhere.
 """
@@ -14,10 +22,12 @@ import numpy as np
 # name -> (width, depth, heads, mlp_dim)
 VIT_SIZES = {
     "vit_test": (32, 2, 2, 64),   # tests only
+    "vit_mini": (96, 6, 3, 384),  # CPU-sized (the digits variants of masked modeling)
     "vit_tiny": (192, 12, 3, 768),
     "vit_small": (384, 12, 6, 1536),
     "vit_base": (768, 12, 12, 3072),
     "vit_large": (1024, 24, 16, 4096),
+    "vit_huge": (1280, 32, 16, 5120),
 }
 
 
@@ -33,44 +43,90 @@ def sincos_2d_positions(grid: int, width: int) -> np.ndarray:
   return np.concatenate([np.sin(out_x), np.cos(out_x), np.sin(out_y), np.cos(out_y)], axis=1)
 
 
+def resample_positions(pos: jax.Array, grid: int) -> jax.Array:
+  """Learned positions [g*g, D] resized bicubically to [grid*grid, D] (MAE's
+  `interpolate_pos_embed`, DeiT), so a ViT runs at other resolutions."""
+  old = int(round(pos.shape[0] ** 0.5))
+  if old == grid:
+    return pos
+  square = pos.reshape(old, old, pos.shape[-1]).astype(jnp.float32)
+  return jax.image.resize(square, (grid, grid, pos.shape[-1]), method="cubic").reshape(
+      grid * grid, pos.shape[-1]).astype(pos.dtype)
+
+
 class SelfAttention(nn.Module):
   num_heads: int
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, key_mask=None):
     n, length, width = x.shape
     head_dim = width // self.num_heads
     qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype, name="qkv")(x)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    out = jax.nn.dot_product_attention(q, k, v)
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask)
     return nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="out")(out)
 
 
 class EncoderBlock(nn.Module):
-  """Pre-LayerNorm transformer block."""
+  """Transformer block: pre-LN (ViT, MAE) or post-LN (data2vec 2.0).
+
+  Attributes:
+    drop_path: this block's stochastic-depth rate (whole residual branches are
+      dropped per example; needs the 'dropout' rng in training).
+    layer_scale: > 0 multiplies each branch by a learned per-channel gamma
+      initialised to this value (CaiT; SimMIM uses 0.1).
+    post_norm: LayerNorm after each residual addition instead of before the branch.
+  """
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
+  drop_path: float = 0.0
+  layer_scale: float = 0.0
+  post_norm: bool = False
+
+  def _branch_out(self, y, name, train):
+    if self.layer_scale > 0:
+      gamma = self.param(name, nn.initializers.constant(self.layer_scale), (y.shape[-1],))
+      y = y * gamma.astype(y.dtype)
+    return nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not train)(y)
 
   @nn.compact
-  def __call__(self, x):
-    x = x + SelfAttention(self.num_heads, self.dtype, name="attention")(
-        nn.LayerNorm(dtype=self.dtype, name="norm1")(x))
-    y = nn.LayerNorm(dtype=self.dtype, name="norm2")(x)
-    y = nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(y)
-    y = nn.Dense(x.shape[-1], dtype=self.dtype, name="mlp_out")(nn.gelu(y))
-    return x + y
+  def __call__(self, x, train: bool = False, key_mask=None):
+    """Returns (x, the FFN's output before the residual addition)."""
+    attention = SelfAttention(self.num_heads, self.dtype, name="attention")
+    norm1 = nn.LayerNorm(dtype=self.dtype, name="norm1")
+    norm2 = nn.LayerNorm(dtype=self.dtype, name="norm2")
+
+    def mlp(y):
+      y = nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(y)
+      return nn.Dense(x.shape[-1], dtype=self.dtype, name="mlp_out")(nn.gelu(y))
+
+    if self.post_norm:
+      x = norm1(x + self._branch_out(attention(x, key_mask), "gamma1", train))
+      ffn = mlp(x)
+      return norm2(x + self._branch_out(ffn, "gamma2", train)), ffn
+    x = x + self._branch_out(attention(norm1(x), key_mask), "gamma1", train)
+    ffn = mlp(norm2(x))
+    return x + self._branch_out(ffn, "gamma2", train), ffn
 
 
 class ViT(nn.Module):
-  """ViT trunk returning pooled features [N, width].
+  """ViT trunk: `__call__` returns pooled features [N, width]; `encode` tokens.
 
   Attributes:
     width, depth, num_heads, mlp_dim: the transformer's size.
     patch_size: side of the square patches.
-    pooling: 'cls' (class token) or 'mean' (average of patch tokens).
-    pos_embedding: 'sincos' (fixed 2-D) or 'learned'.
+    pooling: 'cls' (class token) or 'mean' (average of patch tokens, no class
+      token, as I-JEPA).
+    pos_embedding: 'sincos' (fixed 2-D) or 'learned' (created for
+      `image_size`, resampled bicubically for other input sizes).
+    image_size: the resolution learned positions are created for.
+    drop_path: stochastic depth, rising linearly over blocks to this rate.
+    layer_scale, post_norm: see `EncoderBlock`.
+    mask_token: create a learned token that `encode(token_mask=...)` puts in
+      place of masked patch embeddings (SimMIM, MaskFeat).
   """
   width: int
   depth: int
@@ -79,38 +135,115 @@ class ViT(nn.Module):
   patch_size: int = 16
   pooling: str = "cls"
   pos_embedding: str = "sincos"
+  image_size: int = 224
+  drop_path: float = 0.0
+  layer_scale: float = 0.0
+  post_norm: bool = False
+  mask_token: bool = False
   dtype: Any = jnp.float32
 
   @property
   def num_features(self) -> int:
     return self.width
 
-  @nn.compact
-  def __call__(self, x, train: bool = True):
-    del train  # No BatchNorm or dropout: train and eval forward are the same.
-    n, h, w, _ = x.shape
-    if h % self.patch_size or w % self.patch_size:
-      raise ValueError(f"Image size {h}x{w} is not divisible by patch_size={self.patch_size}.")
-    x = nn.Conv(self.width, (self.patch_size,) * 2, strides=(self.patch_size,) * 2,
-                padding="VALID", dtype=self.dtype, name="patch_embed")(x.astype(self.dtype))
-    grid = h // self.patch_size
-    x = x.reshape(n, grid * grid, self.width)
-    if self.pos_embedding == "sincos":
-      pos = jnp.asarray(sincos_2d_positions(grid, self.width))
-    elif self.pos_embedding == "learned":
-      pos = self.param("pos_embedding", nn.initializers.normal(0.02),
-                       (grid * grid, self.width))
-    else:
-      raise ValueError(f"Unknown pos_embedding {self.pos_embedding!r}; use 'sincos' or 'learned'.")
-    x = x + pos.astype(self.dtype)
-    if self.pooling == "cls":
-      cls = self.param("cls_token", nn.initializers.normal(1e-6), (1, 1, self.width))
-      x = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, self.width)).astype(self.dtype), x],
-                          axis=1)
-    elif self.pooling != "mean":
+  @property
+  def has_cls(self) -> bool:
+    return self.pooling == "cls"
+
+  def setup(self):
+    if self.pooling not in ("cls", "mean"):
       raise ValueError(f"Unknown pooling {self.pooling!r}; use 'cls' or 'mean'.")
-    for i in range(self.depth):
-      x = EncoderBlock(self.num_heads, self.mlp_dim, self.dtype, name=f"block_{i}")(x)
-    x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
-    pooled = x[:, 0] if self.pooling == "cls" else jnp.mean(x, axis=1)
+    if self.pos_embedding not in ("sincos", "learned"):
+      raise ValueError(f"Unknown pos_embedding {self.pos_embedding!r}; use 'sincos' or 'learned'.")
+    self.patch_embed = nn.Conv(self.width, (self.patch_size,) * 2,
+                               strides=(self.patch_size,) * 2, padding="VALID",
+                               dtype=self.dtype)
+    if self.pos_embedding == "learned":
+      grid = self.image_size // self.patch_size
+      self.pos_table = self.param("pos_embedding", nn.initializers.normal(0.02),
+                                  (grid * grid, self.width))
+    if self.has_cls:
+      self.cls_token = self.param("cls_token", nn.initializers.normal(1e-6),
+                                  (1, 1, self.width))
+    if self.mask_token:
+      self.mask_embedding = self.param("mask_token", nn.initializers.normal(0.02),
+                                       (1, 1, self.width))
+    rates = np.linspace(0.0, self.drop_path, self.depth) if self.depth > 1 else [self.drop_path]
+    self.blocks = [EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
+                                drop_path=float(rates[i]), layer_scale=self.layer_scale,
+                                post_norm=self.post_norm, name=f"block_{i}")
+                   for i in range(self.depth)]
+    # Pre-LN stacks end in a LayerNorm; post-LN stacks normalise their input.
+    self.norm = nn.LayerNorm(dtype=self.dtype)
+
+  def grid(self, image_size: int) -> int:
+    if image_size % self.patch_size:
+      raise ValueError(f"Image size {image_size} is not divisible by "
+                       f"patch_size={self.patch_size}.")
+    return image_size // self.patch_size
+
+  def positions(self, grid: int) -> jax.Array:
+    """Position embeddings [grid*grid, width] for a `grid` x `grid` token map."""
+    if self.pos_embedding == "sincos":
+      return jnp.asarray(sincos_2d_positions(grid, self.width))
+    return resample_positions(self.pos_table, grid)
+
+  def patch_tokens(self, x, token_mask=None) -> jax.Array:
+    """Patch embeddings plus positions [N, T, width]; with `token_mask` [N, T]
+    (True = masked) the masked embeddings become the mask token first."""
+    n, h, w, _ = x.shape
+    if h != w:
+      raise ValueError(f"ViT expects square images, got {h}x{w}.")
+    grid = self.grid(h)
+    tokens = self.patch_embed(x.astype(self.dtype)).reshape(n, grid * grid, self.width)
+    if token_mask is not None:
+      if not self.mask_token:
+        raise ValueError("encode(token_mask=...) needs a mask token; set model.mask_token=True.")
+      tokens = jnp.where(token_mask[..., None], self.mask_embedding.astype(self.dtype), tokens)
+    return tokens + self.positions(grid).astype(self.dtype)
+
+  def encode(self, x, *, ids_keep=None, token_mask=None, key_mask=None,
+             train: bool = False, return_blocks: bool = False):
+    """Token-level encoding.
+
+    Args:
+      x: images [N, H, W, 3].
+      ids_keep: [N, K] indices of the patch tokens to keep (the encoder then
+        runs on K tokens only, a static count).
+      token_mask: [N, T] True where the patch is replaced by the mask token.
+      key_mask: [N, K] False for padding tokens no token may attend to.
+      train: enables drop path.
+      return_blocks: also return each block's FFN output (before its residual).
+
+    Returns:
+      {'tokens': [N, (1 +) K, width] after the final norm (class token first
+      when pooling='cls'), 'blocks': list of [N, (1 +) K, width] if asked}.
+    """
+    tokens = self.patch_tokens(x, token_mask)
+    if ids_keep is not None:
+      tokens = jnp.take_along_axis(tokens, ids_keep[..., None], axis=1)
+    n = tokens.shape[0]
+    if self.has_cls:
+      cls = jnp.broadcast_to(self.cls_token, (n, 1, self.width)).astype(self.dtype)
+      tokens = jnp.concatenate([cls, tokens], axis=1)
+      if key_mask is not None:
+        key_mask = jnp.concatenate([jnp.ones((n, 1), bool), key_mask], axis=1)
+    if self.post_norm:
+      tokens = self.norm(tokens)
+    ffn_outputs = []
+    for block in self.blocks:
+      tokens, ffn = block(tokens, train=train, key_mask=key_mask)
+      ffn_outputs.append(ffn)
+    if not self.post_norm:
+      tokens = self.norm(tokens)
+    out = {"tokens": tokens}
+    if return_blocks:
+      out["blocks"] = ffn_outputs
+    return out
+
+  def pool(self, tokens) -> jax.Array:
+    pooled = tokens[:, 0] if self.has_cls else jnp.mean(tokens, axis=1)
     return pooled.astype(jnp.float32)
+
+  def __call__(self, x, train: bool = False):
+    return self.pool(self.encode(x, train=train)["tokens"])

@@ -5,9 +5,13 @@ import difflib
 from repr_learn.objectives import align_uniform
 from repr_learn.objectives import base
 from repr_learn.objectives import byol
+from repr_learn.objectives import data2vec
 from repr_learn.objectives import dec
 from repr_learn.objectives import deepcluster
 from repr_learn.objectives import dino
+from repr_learn.objectives import finetune
+from repr_learn.objectives import ijepa
+from repr_learn.objectives import mim
 from repr_learn.objectives import moco
 from repr_learn.objectives import nnclr
 from repr_learn.objectives import npid
@@ -19,10 +23,12 @@ from repr_learn.objectives import swav
 
 REGISTRY: dict[str, type[base.Objective]] = {
     cls.name: cls for cls in (
+        finetune.Finetune,
         simclr.SimCLR, moco.MoCoV2, moco.MoCoV3, nnclr.NNCLR, supcon.SupCon, npid.NPID,
         byol.BYOL, byol.SimSiam, redundancy.BarlowTwins, redundancy.VICReg,
         align_uniform.AlignUniform, swav.SwAV, deepcluster.DeepClusterV2,
-        deepcluster.SeLa, dino.DINO, scan.SCAN, dec.DEC)
+        deepcluster.SeLa, dino.DINO, scan.SCAN, dec.DEC,
+        mim.MAE, mim.SimMIM, mim.MaskFeat, data2vec.Data2Vec2, ijepa.IJEPA)
 }
 
 

@@ -68,6 +68,12 @@ class Objective:
   # Trains on top of another run's encoder (`config.model.init_from`).
   needs_pretrained_encoder: ClassVar[bool] = False
 
+  @classmethod
+  def decoder_output_dim(cls, config: ml_collections.ConfigDict) -> int | None:
+    """Values the masked-modeling head predicts per token (None: no decoder)."""
+    del config
+    return None
+
   def steps_in(self, epochs: float) -> int:
     """Whole steps in `epochs` (schedules the papers give in epochs)."""
     return int(epochs * self.steps_per_epoch)
@@ -114,17 +120,24 @@ class Objective:
     del extra
     return outputs.get("scores")
 
-  def apply(self, params, batch_stats, x, *, train: bool = True,
-            method: Callable | None = None):
-    """Runs the network, returning (outputs, new batch_stats) when training."""
+  def apply(self, params, batch_stats, x, *args, train: bool = True,
+            method: Callable | None = None, rng: jax.Array | None = None, **kwargs):
+    """Runs the network, returning (outputs, new batch_stats) when training.
+
+    `rng` feeds the network's stochastic layers (drop path) in training; the
+    step passes a key derived from `fold_in(state.rng, step)`.
+    """
     variables = {"params": params, "batch_stats": batch_stats}
     if train:
-      out, updates = self.network.apply(variables, x, train=True,
-                                        mutable=["batch_stats"], method=method)
-      return out, updates["batch_stats"]
-    return self.network.apply(variables, x, train=False, method=method), batch_stats
+      rngs = {"dropout": rng} if rng is not None else {}
+      out, updates = self.network.apply(variables, x, *args, train=True, rngs=rngs,
+                                        mutable=["batch_stats"], method=method, **kwargs)
+      return out, updates.get("batch_stats", batch_stats)
+    return (self.network.apply(variables, x, *args, train=False, method=method, **kwargs),
+            batch_stats)
 
-  def forward_views(self, params, batch_stats, views, *, method=None, train=True):
+  def forward_views(self, params, batch_stats, views, *, method=None, train=True,
+                    rng: jax.Array | None = None):
     """Forward passes over the views; outputs split per view.
 
     Consecutive views of one size (multi-crop's global views, then its local
@@ -133,10 +146,12 @@ class Objective:
     group, as in SwAV's and DINO's per-resolution forward.
     """
     per_view = []
-    for group in _groups_of_equal_shape(views):
+    for i, group in enumerate(_groups_of_equal_shape(views)):
       n, v = group[0].shape[0], len(group)
       x = jnp.stack(group, axis=1).reshape((n * v,) + group[0].shape[1:])
-      out, batch_stats = self.apply(params, batch_stats, x, train=train, method=method)
+      group_rng = None if rng is None else jax.random.fold_in(rng, i)
+      out, batch_stats = self.apply(params, batch_stats, x, train=train, method=method,
+                                    rng=group_rng)
       per_view += [jax.tree.map(lambda a, i=i: a.reshape((n, v) + a.shape[1:])[:, i], out)
                    for i in range(v)]
     return per_view, batch_stats
@@ -149,20 +164,33 @@ class Objective:
 
 
 class EmaTargetObjective(Objective):
-  """An objective with an EMA copy of the online network (BYOL, MoCo v3).
+  """An objective with an EMA copy of the online network (BYOL, MoCo v3, DINO,
+  data2vec 2.0, I-JEPA).
 
-  The momentum follows BYOL's cosine schedule from `config.base_momentum` at
-  step 0 to 1 at the end of training.
+  By default the momentum follows BYOL's cosine schedule from
+  `config.base_momentum` at step 0 to 1 at the end of training and the target
+  mirrors every part but the predictor; subclasses override `momentum` and
+  `target_parts` (masked-modeling teachers mirror the encoder only).
   """
+  # Top-level parameter groups the target mirrors; None: all but 'predictor'.
+  target_parts: ClassVar[tuple[str, ...] | None] = None
+
+  def _target_of(self, params):
+    if self.target_parts is None:
+      return online_params_for_target(params)
+    return {k: params[k] for k in self.target_parts}
+
+  def momentum(self, step):
+    return memory.cosine_momentum(step, self.total_steps, self.config.base_momentum)
 
   def init_extra(self, rng, variables):
     del rng
-    return {"target_params": online_params_for_target(variables["params"])}
+    return {"target_params": self._target_of(variables["params"])}
 
   def update_extra(self, extra, params, aux, step):
-    m = memory.cosine_momentum(step, self.total_steps, self.config.base_momentum)
     return {**extra, "target_params": memory.ema(extra["target_params"],
-                                                 online_params_for_target(params), m)}
+                                                 self._target_of(params),
+                                                 self.momentum(step))}
 
 
 def _groups_of_equal_shape(views: Sequence[jax.Array]) -> list[list[jax.Array]]:

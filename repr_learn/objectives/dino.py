@@ -38,8 +38,8 @@ class DINO(base.EmaTargetObjective):
     return {"prototypes": step < self.steps_in(self.config.freeze_last_layer_epochs)}
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
-    del batch, rng
-    outs, new_stats = self.forward_views(params, batch_stats, views)
+    del batch
+    outs, new_stats = self.forward_views(params, batch_stats, views, rng=rng)
     teacher_outs, _ = self.forward_views(extra["target_params"], batch_stats,
                                          views[:NUM_GLOBAL_VIEWS],
                                          method=self.network.project)

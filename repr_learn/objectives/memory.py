@@ -23,6 +23,20 @@ def cosine_momentum(step, total_steps: int, base: float):
   return 1.0 - (1.0 - base) * (jnp.cos(math.pi * progress) + 1.0) / 2.0
 
 
+def linear_momentum(step, ramp_steps: int, start: float, end: float):
+  """`start` at step 0, linear to `end` at `ramp_steps`, then constant.
+
+  data2vec 2.0 (fairseq's EMA `ema_anneal_end_step`): 0.9998 -> 0.99999 over
+  100k updates; I-JEPA: 0.996 -> 1.0 over the whole run (ramp_steps = total
+  steps). `ramp_steps` <= 0 gives `end` from the start.
+  """
+  step = jnp.asarray(step, jnp.float32)
+  if ramp_steps <= 0:
+    return jnp.full_like(step, end)
+  progress = jnp.minimum(step / ramp_steps, 1.0)
+  return jnp.where(progress >= 1.0, end, start + (end - start) * progress)
+
+
 def enqueue(queue: jax.Array, keys: jax.Array, ptr: jax.Array) -> tuple[jax.Array, jax.Array]:
   """FIFO ring buffer: writes `keys` over the oldest rows and advances the pointer."""
   size, n = queue.shape[0], keys.shape[0]

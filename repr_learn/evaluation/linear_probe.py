@@ -1,0 +1,301 @@
+"""Linear probe on frozen features, trained like the encoder: over the mesh.
+
+A softmax classifier is trained on host-resident features streamed in
+mini-batches (batch-sharded over the mesh's data axis, parameters replicated,
+the loss a mean over the global batch), so ImageNet-sized feature sets never
+have to fit on one device. The whole learning-rate x weight-decay grid trains
+at once as a leading axis of the parameters: one pass over the data, one
+compiled step, one set of mini-batches for every grid point. The grid is scored
+on a held-out part of the train split; the chosen point is then refit on the
+whole train split and scored on the test split.
+
+Two variants:
+  standard  z-scored features (train-split statistics), SGD with momentum 0.9,
+            coupled (L2) weight decay on the weights, warm-up + cosine schedule.
+  mae       MAE's `main_linprobe.py`: BatchNorm without affine (eps 1e-6,
+            momentum 0.9 running statistics) before the linear layer, weights
+            initialised N(0, 0.01), LARS (momentum 0.9, trust 0.001, weight
+            decay 0); no z-scoring, the BatchNorm does it.
+Learning rates are base rates, scaled by batch / 256 as MAE, MoCo and DINO do.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from repr_learn import parallel
+
+VARIANTS = ("standard", "mae")
+# The variants' grids when none is given: a decade either side of the usual
+# base rate for z-scored features, and MAE's single recipe (blr 0.1, wd 0).
+DEFAULT_LRS = {"standard": (0.01, 0.1, 1.0), "mae": (0.1,)}
+DEFAULT_WEIGHT_DECAYS = {"standard": (0.0, 1e-4, 1e-3), "mae": (0.0,)}
+MOMENTUM = 0.9
+TRUST_COEFFICIENT = 0.001   # MAE's LARS
+BN_EPSILON = 1e-6           # MAE: BatchNorm1d(affine=False, eps=1e-6)
+BN_MOMENTUM = 0.9           # running = 0.9 running + 0.1 batch (PyTorch's 0.1)
+MAE_INIT_STD = 0.01         # MAE: trunc_normal_(head.weight, std=0.01)
+
+
+def standardize(train_x: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+  """Every array z-scored with the mean and std of `train_x`; features that
+  are constant on train keep scale 1 (scikit-learn's StandardScaler)."""
+  train_x = np.asarray(train_x, np.float64)
+  mean, std = train_x.mean(0), train_x.std(0)
+  std = np.where(std > 1e-8 * max(float(std.max(initial=0.0)), 1.0), std, 1.0)
+  return [((np.asarray(x, np.float64) - mean) / std).astype(np.float32)
+          for x in (train_x, *others)]
+
+
+def schedule_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+  """Linear warm-up to 1, then cosine to 0 at `total_steps` (MAE, DINO)."""
+  if step < warmup_steps:
+    return (step + 1) / warmup_steps
+  progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+  return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _weights_only(params):
+  # Weight decay and LARS adaptation for the matrix, not the bias (MAE's LARS:
+  # p.ndim > 1).
+  return {"w": True, "b": False}
+
+
+def _optimizer(variant: str) -> optax.GradientTransformation:
+  """The variant's optimizer with learning rate and weight decay as state, so
+  one compiled step serves every grid point and every schedule value."""
+
+  def make(learning_rate, weight_decay):
+    if variant == "mae":
+      # MAE's util/lars.py: decay and trust ratio on matrices, then momentum,
+      # then the learning rate (optax.lars applies the rate before momentum).
+      return optax.chain(
+          optax.add_decayed_weights(weight_decay, mask=_weights_only),
+          optax.masked(optax.scale_by_trust_ratio(trust_coefficient=TRUST_COEFFICIENT,
+                                                  eps=0.0), _weights_only),
+          optax.trace(decay=MOMENTUM),
+          optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(optax.add_decayed_weights(weight_decay, mask=_weights_only),
+                       optax.sgd(learning_rate, momentum=MOMENTUM))
+
+  return optax.inject_hyperparams(make)(learning_rate=0.0, weight_decay=0.0)
+
+
+class _Programs:
+  """The compiled init, train step and eval step of one (mesh, variant).
+
+  Shapes are [G, ...] for G grid points; jax.jit keeps one executable per
+  shape, so a probe compiles each function once for the grid and once for the
+  refit, and later probes (the random-init baseline) reuse them.
+  """
+
+  def __init__(self, mesh, variant: str):
+    tx = _optimizer(variant)
+    rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+
+    def normalize(x, mask, bn, train):
+      if variant != "mae":
+        return x, bn
+      if train:
+        # Batch statistics over the real rows of the global batch.
+        count = jnp.maximum(jnp.sum(mask), 1.0)
+        mean = jnp.sum(x * mask[:, None], 0) / count
+        var = jnp.sum(jnp.square(x - mean) * mask[:, None], 0) / count
+        bn = {"mean": BN_MOMENTUM * bn["mean"] + (1 - BN_MOMENTUM) * mean,
+              "var": BN_MOMENTUM * bn["var"] + (1 - BN_MOMENTUM) * var}
+      else:
+        mean, var = bn["mean"], bn["var"]
+      return (x - mean) * jax.lax.rsqrt(var + BN_EPSILON), bn
+
+    def logits(params, x):
+      return (jnp.einsum("bd,gdc->gbc", x, params["w"])
+              + params["b"][:, None, :])
+
+    def init(params):
+      return jax.vmap(tx.init)(params)
+
+    def train_step(state, x, y, mask, lrs, wds, factor):
+      params, opt_state, bn = state
+      x, bn = normalize(x, mask, bn, train=True)
+
+      def loss_fn(params):
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits(params, x), y[None])
+        # Grid points are independent: the sum of their means has each one's
+        # gradient in its own slice.
+        return jnp.sum(ce * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+      loss, grads = jax.value_and_grad(loss_fn)(params)
+
+      def update(p, s, g, lr, wd):
+        s = s._replace(hyperparams={**s.hyperparams, "learning_rate": lr * factor,
+                                    "weight_decay": wd})
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+      params, opt_state = jax.vmap(update)(params, opt_state, grads, lrs, wds)
+      return (params, opt_state, bn), loss / lrs.shape[0]
+
+    def eval_step(params, bn, x, y, mask):
+      x, _ = normalize(x, mask, bn, train=False)
+      out = logits(params, x)
+      _, top = jax.lax.top_k(out, min(5, out.shape[-1]))
+      hit = top == y[None, :, None]
+      return jnp.sum(hit[..., 0] * mask, 1), jnp.sum(jnp.any(hit, -1) * mask, 1)
+
+    self.init = jax.jit(init, in_shardings=(rep,), out_shardings=rep)
+    self.train_step = jax.jit(
+        train_step, in_shardings=(rep, data, data, data, rep, rep, rep),
+        out_shardings=(rep, rep), donate_argnums=0)
+    self.eval_step = jax.jit(eval_step, in_shardings=(rep, rep, data, data, data),
+                             out_shardings=(rep, rep))
+
+
+@functools.lru_cache(maxsize=None)
+def _programs(mesh, variant: str) -> _Programs:
+  return _Programs(mesh, variant)
+
+
+def _batch(x, y, rows, batch_size, mesh):
+  """Rows of (x, y), padded to the global batch with mask 0, as sharded arrays
+  (each process contributes its slice of the same host batch)."""
+  idx = np.zeros(batch_size, np.int64)
+  idx[:len(rows)] = rows
+  mask = (np.arange(batch_size) < len(rows)).astype(np.float32)
+  per = batch_size // jax.process_count()
+  local = slice(jax.process_index() * per, (jax.process_index() + 1) * per)
+  return parallel.global_batch(
+      {"x": x[idx[local]], "y": y[idx[local]].astype(np.int32), "mask": mask[local]}, mesh)
+
+
+def fit(x: np.ndarray, y: np.ndarray, *, num_classes: int, mesh, variant: str,
+        lrs, weight_decays, epochs: int, warmup_epochs: float, batch_size: int,
+        seed: int = 0):
+  """Trains one classifier per (lr, wd) pair (`lrs[i]`, `weight_decays[i]`, base
+  rates) in a single pass; returns (params {w: [G, D, C], b: [G, C]}, bn)."""
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown linear probe variant {variant!r}; choose one of {VARIANTS}.")
+  parallel.check_batch_size(batch_size, mesh, "config.eval.linear_batch_size")
+  if not len(x):
+    raise ValueError("The linear probe needs at least one training example.")
+  programs = _programs(mesh, variant)
+  rng = np.random.default_rng(seed)
+  n, dim = x.shape
+  g = len(lrs)
+  w = np.zeros((dim, num_classes), np.float32)
+  if variant == "mae":
+    w = (MAE_INIT_STD * rng.standard_normal((dim, num_classes))).astype(np.float32)
+  params = {"w": np.broadcast_to(w, (g, dim, num_classes)),
+            "b": np.zeros((g, num_classes), np.float32)}
+  rep = parallel.replicated(mesh)
+  params = jax.device_put(params, rep)
+  bn = jax.device_put({"mean": np.zeros(dim, np.float32), "var": np.ones(dim, np.float32)},
+                      rep)
+  state = (params, programs.init(params), bn)
+  scale = batch_size / 256
+  lrs = jax.device_put(np.asarray(lrs, np.float32) * scale, rep)
+  wds = jax.device_put(np.asarray(weight_decays, np.float32), rep)
+  # Near-equal batches: no straggler step on a handful of examples.
+  steps_per_epoch = -(-n // batch_size)
+  total = epochs * steps_per_epoch
+  warmup = int(round(warmup_epochs * steps_per_epoch))
+  step = 0
+  for _ in range(epochs):
+    for rows in np.array_split(rng.permutation(n), steps_per_epoch):
+      batch = _batch(x, y, rows, batch_size, mesh)
+      factor = np.float32(schedule_factor(step, total, warmup))
+      state, _ = programs.train_step(state, batch["x"], batch["y"], batch["mask"],
+                                     lrs, wds, factor)
+      step += 1
+  return state[0], state[2]
+
+
+def accuracy(params, bn, x: np.ndarray, y: np.ndarray, *, mesh, variant: str,
+             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Top-1 and top-5 accuracy in percent, [G] each (top-5 is top-C below 5 classes)."""
+  programs = _programs(mesh, variant)
+  top1, top5 = 0.0, 0.0
+  for start in range(0, len(x), batch_size):
+    batch = _batch(x, y, np.arange(start, min(start + batch_size, len(x))), batch_size, mesh)
+    c1, c5 = parallel.local_copy(programs.eval_step(params, bn, batch["x"], batch["y"],
+                                                    batch["mask"]))
+    top1, top5 = top1 + c1.astype(np.float64), top5 + c5.astype(np.float64)
+  return 100.0 * top1 / len(x), 100.0 * top5 / len(x)
+
+
+def split_train_val(num: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Random (train rows, held-out rows) of the train split, each non-empty."""
+  if not 0 < val_fraction < 1:
+    raise ValueError(f"val_fraction={val_fraction} must lie in (0, 1).")
+  if num < 2:
+    raise ValueError(f"Cannot hold out part of {num} training example(s).")
+  perm = np.random.default_rng(seed + 1).permutation(num)
+  num_val = min(max(int(round(val_fraction * num)), 1), num - 1)
+  return np.sort(perm[num_val:]), np.sort(perm[:num_val])
+
+
+def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int, mesh,
+                 variant: str = "standard", lrs=(), weight_decays=(),
+                 epochs: int = 90, warmup_epochs: float = 10.0, batch_size: int = 1024,
+                 val_fraction: float = 0.2, standardize_features: bool = True,
+                 seed: int = 0) -> dict:
+  """Top-1/top-5 (percent) on the test split of the linear classifier whose
+  (lr, wd) won on a held-out `val_fraction` of the train split, refit on all of it.
+
+  `lrs` and `weight_decays` (empty: the variant's defaults) span the grid;
+  with a single point nothing is held out. The MAE variant ignores
+  `standardize_features` (its BatchNorm standardises).
+  """
+  lrs = tuple(float(v) for v in (lrs or DEFAULT_LRS.get(variant, ())))
+  weight_decays = tuple(float(v) for v in (weight_decays or DEFAULT_WEIGHT_DECAYS.get(variant, ())))
+  train_y = np.asarray(train_y, np.int32)
+  test_y = np.asarray(test_y, np.int32)
+  if np.ndim(train_x) != 2 or np.ndim(test_x) != 2 or np.shape(train_x)[1] != np.shape(test_x)[1]:
+    raise ValueError(f"Feature shapes {np.shape(train_x)} and {np.shape(test_x)} must be "
+                     "[num, dim] with the same dim.")
+  if train_y.shape != np.shape(train_x)[:1] or test_y.shape != np.shape(test_x)[:1]:
+    raise ValueError("Labels must be 1-D with exactly one label per feature row.")
+  for name, labels in (("train", train_y), ("test", test_y)):
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+      raise ValueError(f"{name} labels must lie in [0, {num_classes}).")
+  if not len(test_y):
+    raise ValueError("The test set is empty.")
+  standardized = standardize_features and variant == "standard"
+  if standardized:
+    train_x, test_x = standardize(train_x, test_x)
+  else:
+    train_x = np.asarray(train_x, np.float32)
+    test_x = np.asarray(test_x, np.float32)
+  common = dict(num_classes=num_classes, mesh=mesh, variant=variant, epochs=epochs,
+                warmup_epochs=warmup_epochs, batch_size=batch_size, seed=seed)
+  grid = [(lr, wd) for lr in lrs for wd in weight_decays]
+  if not grid:
+    raise ValueError("The linear probe's learning-rate and weight-decay grids are empty.")
+  result = {"variant": variant, "epochs": int(epochs), "batch_size": int(batch_size),
+            "standardized": bool(standardized), "num_train": int(len(train_x)),
+            "num_test": int(len(test_x)), "feature_dim": int(train_x.shape[1])}
+  if len(grid) > 1:
+    fit_rows, val_rows = split_train_val(len(train_x), val_fraction, seed)
+    params, bn = fit(train_x[fit_rows], train_y[fit_rows], lrs=[p[0] for p in grid],
+                     weight_decays=[p[1] for p in grid], **common)
+    val_top1, _ = accuracy(params, bn, train_x[val_rows], train_y[val_rows], mesh=mesh,
+                           variant=variant, batch_size=batch_size)
+    best = int(np.argmax(val_top1))  # Ties: the first in grid order.
+    result.update(num_val=int(len(val_rows)), val_top1=float(val_top1[best]),
+                  grid=[{"lr": lr, "weight_decay": wd, "val_top1": float(v)}
+                        for (lr, wd), v in zip(grid, val_top1)])
+  else:
+    best = 0
+    result.update(num_val=0, grid=[])
+  lr, wd = grid[best]
+  params, bn = fit(train_x, train_y, lrs=[lr], weight_decays=[wd], **common)
+  top1, top5 = accuracy(params, bn, test_x, test_y, mesh=mesh, variant=variant,
+                        batch_size=batch_size)
+  result.update(top1=float(top1[0]), lr=lr, weight_decay=wd,
+                learning_rate=lr * batch_size / 256)
+  if num_classes >= 5:
+    result["top5"] = float(top5[0])
+  return result

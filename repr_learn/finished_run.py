@@ -1,0 +1,279 @@
+"""A trained (or still training) workdir, loaded back for evaluation and export.
+
+The tools beside the trainer (`evaluate`, `embed`, `plot`) all start here:
+DIR/config.json gives the run's resolved config, the network and objective are
+rebuilt from it exactly as `train.py` builds them, and the whole `TrainState`
+is restored from the latest checkpoint, so parameters, BatchNorm statistics and
+the objective's own state (`extra`: teachers, prototypes, centres) are the
+run's. Only `eval.*` and `data.*` may be overridden: they choose what to
+evaluate on (another dataset, another data_dir), never what was trained.
+"""
+
+import copy
+import dataclasses
+import difflib
+import json
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+from absl import flags
+import jax
+import ml_collections
+
+from repr_learn import checkpointing
+from repr_learn import config_schema
+from repr_learn import optim
+from repr_learn import parallel
+from repr_learn import train
+from repr_learn import train_state as train_state_lib
+from repr_learn import workdir as workdir_lib
+from repr_learn.data import catalog
+from repr_learn.data import sources
+from repr_learn.evaluation import protocols
+
+CHECKPOINT_DIR = "checkpoints"
+_TMP_CHECKPOINT = ".orbax-checkpoint-tmp"  # a save in flight (or interrupted)
+# Config sections an override may touch: what to evaluate on, not what was trained.
+OVERRIDABLE = ("eval", "data")
+# Command-line spellings of an override: --config.data.name=x, or --data.name=x.
+_OVERRIDE_PREFIXES = ("--config.",) + tuple(f"--{s}." for s in OVERRIDABLE)
+
+
+class RunError(RuntimeError):
+  """The workdir cannot be loaded: missing, not a repr_learn run, or untrained."""
+
+
+class OverrideError(ValueError):
+  """A `--config.x=y` override names an unknown or protected field, or a bad value."""
+
+
+@dataclasses.dataclass
+class FinishedRun:
+  """A restored run: its config (with overrides), network, state and mesh.
+
+  Attributes:
+    workdir: the run directory (absolute).
+    config: the run's config with the overrides applied.
+    trained_config: the run's config as it was trained (no overrides).
+    objective: the objective, holding the network, as `train.py` builds it.
+    state: the `TrainState` of the latest checkpoint, replicated over `mesh`.
+    step: that checkpoint's step.
+    mesh: the device mesh.
+    initial_state: rebuilds the run's exact random initial state (same seed),
+      the reference that `config.eval.random_init_baseline` compares against.
+  """
+  workdir: str
+  config: ml_collections.ConfigDict
+  trained_config: ml_collections.ConfigDict
+  objective: Any
+  state: train_state_lib.TrainState
+  step: int
+  mesh: Any
+  initial_state: Callable[[], train_state_lib.TrainState]
+
+  @property
+  def image_size(self) -> int:
+    return self.config.augment.crop_size
+
+  def eval_context(self) -> protocols.EvalContext:
+    """The evaluation data (`config.eval.dataset` or `config.data`) and features."""
+    return protocols.EvalContext(self.objective, self.config, self.mesh, self.image_size)
+
+
+def config_path(workdir: str) -> str:
+  return os.path.join(workdir, workdir_lib.CONFIG_FILE)
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  """Steps of the finished checkpoints in DIR/checkpoints, read from the listing."""
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """DIR/config.json as a locked ConfigDict.
+
+  The run's values go over the current schema, so placeholders keep their types
+  (an override like `eval.dataset=digits` type-checks) and fields added to the
+  schema after the run was trained get their defaults.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if not os.path.isdir(workdir):
+    raise RunError(f"Workdir {workdir} does not exist; pass the --workdir of a "
+                   "training run (python main.py ... --workdir=DIR).")
+  path = config_path(workdir)
+  if not os.path.isfile(path):
+    raise RunError(f"{workdir} is not a repr_learn workdir (no {workdir_lib.CONFIG_FILE}); "
+                   "pass the --workdir given to main.py.")
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as e:
+    raise RunError(f"{path} is unreadable ({e}); is {workdir} a repr_learn workdir?") from None
+  config = config_schema.base_config()
+  config.update({k: v for k, v in saved.items() if k != "objective"})
+  config.objective = ml_collections.ConfigDict(saved.get("objective", {}))
+  config.lock()
+  return config
+
+
+def _coerce(value: Any, kind: type | None) -> Any:
+  """A command-line string as the field's type ('true' -> True, '3' -> 3)."""
+  if not isinstance(value, str):
+    return value
+  if value in ("None", "none", "null"):
+    return None
+  if kind is bool:
+    if value.lower() not in ("true", "1", "yes", "false", "0", "no"):
+      raise ValueError(f"{value!r} is not a boolean (true/false)")
+    return value.lower() in ("true", "1", "yes")
+  if kind in (int, float):
+    return kind(value)
+  return value
+
+
+def _parent(config: ml_collections.ConfigDict, dotted: str):
+  """(the section holding `dotted`'s field, the field's name), checked."""
+  parts = dotted.split(".")
+  if len(parts) < 2 or parts[0] not in OVERRIDABLE:
+    raise OverrideError(
+        f"Cannot override {dotted!r}: only {', '.join(s + '.*' for s in OVERRIDABLE)} "
+        "fields choose what a finished run is evaluated on; retrain to change the rest.")
+  node = config
+  for i, part in enumerate(parts):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      options = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+      close = difflib.get_close_matches(part, options, n=1, cutoff=0.5)
+      hint = f"; did you mean {'.'.join(parts[:i] + [close[0]])!r}?" if close else ""
+      raise OverrideError(f"Unknown config key {dotted!r}{hint}")
+    if i < len(parts) - 1:
+      node = node[part]
+  return node, parts[-1]
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Mapping[str, Any] | None) -> ml_collections.ConfigDict:
+  """A copy of `config` with `{"eval.dataset": "digits", ...}` applied.
+
+  Values may be strings from the command line; they are converted to the type
+  of the field they replace.
+  """
+  config = copy.deepcopy(config)  # Placeholders keep their types (to_dict drops them).
+  for dotted, value in (overrides or {}).items():
+    node, leaf = _parent(config, dotted)
+    try:
+      node[leaf] = _coerce(value, node.get_type(leaf))
+    except (TypeError, ValueError) as e:
+      raise OverrideError(f"Bad value for {dotted}: {e}.") from None
+  return config
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+  """Separates `--config.eval.dataset=digits` (or `--eval.dataset=digits`) from
+  the other command-line arguments: (the rest, {"eval.dataset": "digits"})."""
+  rest, overrides = [], {}
+  for arg in argv:
+    prefix = next((p for p in _OVERRIDE_PREFIXES if arg.startswith(p)), None)
+    if prefix is None:
+      rest.append(arg)
+      continue
+    start = len("--config.") if prefix == "--config." else len("--")
+    key, sep, value = arg[start:].partition("=")
+    if not sep:
+      raise OverrideError(f"Override {arg!r} has no value; write {arg}=VALUE.")
+    overrides[key] = value
+  return rest, overrides
+
+
+def parse_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> list[str]:
+  """Parses `argv` into the tool's own flags; returns the positional arguments.
+
+  Each tool keeps its flags in its own `FlagValues`, so tools can be imported
+  (and tested) together, and parsing again starts from the defaults.
+  """
+  if any(a in ("--help", "-h", "--helpshort", "--helpfull") for a in argv[1:]):
+    print(flag_values.get_help(include_special_flags=False))
+    raise SystemExit(0)
+  flag_values.unparse_flags()
+  try:
+    return flag_values(list(argv))[1:]
+  except flags.Error as e:
+    raise SystemExit(f"error: bad command line: {e}") from None
+
+
+def _training_data_config(trained: ml_collections.ConfigDict,
+                          config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Where the pretraining split is found: the overridden `data` section when it
+  still names the trained dataset (a moved data_dir), else the trained one."""
+  return config.data if config.data.name == trained.data.name else trained.data
+
+
+def load(workdir: str, overrides: Mapping[str, Any] | None = None) -> FinishedRun:
+  """Restores the run in `workdir` from its latest checkpoint.
+
+  Args:
+    workdir: a directory written by `python main.py --workdir=DIR`.
+    overrides: dotted `eval.*`/`data.*` keys to change, e.g.
+      `{"eval.dataset": "cifar10", "data.data_dir": "/data/tfds"}`.
+
+  Raises:
+    RunError: the workdir is missing, not a run, or has no checkpoint yet.
+    OverrideError: an override is unknown, protected or badly typed.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  trained = read_config(workdir)
+  config = apply_overrides(trained, overrides)
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  if not checkpoint_steps(workdir):
+    raise RunError(f"{workdir} has no checkpoint yet; train first (python main.py "
+                   f"--config=... --workdir={workdir}).")
+  if any(_TMP_CHECKPOINT in name for name in os.listdir(directory)):
+    # Opening the checkpoints would clean up the trainer's half-written save.
+    raise RunError(f"A checkpoint is being written in {directory}; retry in a moment "
+                   "(or, if no training runs there, rerun main.py to finish it).")
+
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
+  spec = catalog.get_spec(trained.data.name)
+  train_source = sources.open_source(spec, spec.pretrain_split,
+                                     _training_data_config(trained, config))
+  durations = train.resolve_durations(trained, len(train_source))
+  # The objective and optimizer are built as the trainer built them, so the
+  # restored tree (memory banks sized by the dataset, optimizer slots) matches.
+  objective = train.build_objective(trained, total_steps=durations.total_steps,
+                                    steps_per_epoch=durations.steps_per_epoch,
+                                    num_examples=len(train_source), mesh=mesh)
+  peak_lr = optim.scaled_learning_rate(trained.optimizer, trained.batch_size)
+  schedule = optim.warmup_cosine(peak_lr, durations.warmup_steps, durations.total_steps)
+  tx = optim.make_optimizer(trained.optimizer, schedule, durations.total_steps)
+  init_fn = train._init_fn(objective, trained, trained.augment.crop_size)  # pylint: disable=protected-access
+  rng = jax.random.PRNGKey(trained.seed)
+
+  def initial_state():
+    return train_state_lib.create(init_fn, tx, rng, mesh)
+
+  checkpointer = checkpointing.Checkpointer(
+      directory, keep=trained.keep_checkpoints, every_steps=trained.checkpoint_every_steps)
+  try:
+    restored = checkpointer.restore_latest(initial_state())
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise RunError(f"{workdir} has no checkpoint yet; train first.")
+  state, _ = restored
+  return FinishedRun(workdir=workdir, config=config, trained_config=trained,
+                     objective=objective, state=state, step=int(state.step), mesh=mesh,
+                     initial_state=initial_state)
+
+
+# What the tools turn into a one-line `error: ...` exit.
+ERRORS = (RunError, OverrideError, checkpointing.CheckpointError, protocols.LabelsRequiredError,
+          catalog.UnknownDatasetError, FileNotFoundError, KeyError, ValueError)
+
+
+def error_message(error: BaseException) -> str:
+  """The one-line message of one of `ERRORS` (KeyError's str() adds quotes)."""
+  message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+  return f"error: {str(message).splitlines()[0] if message else type(error).__name__}"
