@@ -107,6 +107,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.knn_k = 200                # NPID/DINO weighted kNN
   c.eval.knn_temperature = 0.1
   c.eval.random_init_baseline = True  # also report the untrained encoder
+  c.eval.online_probe = True        # linear probe on frozen features during training (train/online_top1)
+  c.eval.online_probe_lr = 0.1      # its SGD learning rate (momentum 0.9)
   c.eval.kmeans_restarts = 10       # k-means++ initialisations
 
   c.log_every_steps = 50
@@ -169,6 +171,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       value = value[part]
     if value[key] not in choices:
       raise ValueError(f"config.{section}.{key}={value[key]!r} is not one of {choices}.")
+  from repr_learn.evaluation import protocols  # Local import: protocols import objectives.
+  protocols.parse_names(config.eval.protocols)
+  protocols.parse_names(config.eval.periodic_protocols)
   if config.batch_size <= 0:
     raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
   if config.num_steps is None and config.num_epochs <= 0:

@@ -20,6 +20,7 @@ from matplotlib.backends import backend_agg
 from matplotlib import figure as figure_lib
 import numpy as np
 from sklearn import manifold
+import threadpoolctl
 
 from repr_learn import embed
 from repr_learn import finished_run
@@ -104,8 +105,11 @@ def tsne(features: np.ndarray, seed: int = 0) -> np.ndarray:
   x = np.asarray(features, np.float64)
   x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
   perplexity = max(1.0, min(30.0, (len(x) - 1) / 3))
-  return manifold.TSNE(n_components=2, perplexity=perplexity, init="pca",
-                       random_state=seed).fit_transform(x)
+  # One thread: plots are often made beside a training job, where OpenMP's
+  # spinning threads slow t-SNE ten-fold; at <= 2000 points one takes seconds.
+  with threadpoolctl.threadpool_limits(1):
+    return manifold.TSNE(n_components=2, perplexity=perplexity, init="pca",
+                         random_state=seed).fit_transform(x)
 
 
 def plot_embedding(workdir: str, features: np.ndarray, labels: np.ndarray, *,

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from repr_learn import online_probe
 from repr_learn import train_state as train_state_lib
 from repr_learn.data import augment
 from repr_learn.objectives import base
@@ -22,8 +23,13 @@ TrainStep = Callable[[train_state_lib.TrainState, Batch],
 
 
 def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, mean, std) -> TrainStep:
-  """One optimizer step of `objective`; skips (and records) non-finite steps."""
+                    schedule: optax.Schedule, mean, std,
+                    probe: online_probe.OnlineProbe | None = None) -> TrainStep:
+  """One optimizer step of `objective`; skips (and records) non-finite steps.
+
+  With `probe`, the online linear probe also takes a step on the first view's
+  frozen (eval-mode, stop-gradient) backbone features and the batch's labels.
+  """
 
   def train_step(state: train_state_lib.TrainState, batch: Batch):
     step_rng = jax.random.fold_in(state.rng, state.step)
@@ -42,10 +48,16 @@ def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
     params = optax.apply_updates(state.params, updates)
     extra = objective.update_extra(state.extra, params, out.aux, state.step)
 
+    probe_state, probe_metrics = state.probe, {}
+    if probe is not None:
+      features, _ = objective.apply(state.params, state.batch_stats, views[0], train=False,
+                                    method=objective.network.embed)
+      probe_state, probe_metrics = probe.update(state.probe, features, batch["label"])
+
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     candidate = state.replace(params=params, batch_stats=out.batch_stats,
-                              opt_state=opt_state, extra=extra)
+                              opt_state=opt_state, extra=extra, probe=probe_state)
     # Keep the last good values when this step blew up; the host stops the run
     # at its next check and names the step.
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
@@ -61,6 +73,7 @@ def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
         "update_norm": optax.global_norm(updates),
         "learning_rate": schedule(state.step),
         **out.metrics,
+        **probe_metrics,
     }
     return new_state, metrics
 

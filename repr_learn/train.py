@@ -21,6 +21,7 @@ from repr_learn import config_schema
 from repr_learn import metric_logging
 from repr_learn import models
 from repr_learn import objectives
+from repr_learn import online_probe
 from repr_learn import optim
 from repr_learn import parallel
 from repr_learn import pretrained as pretrained_lib
@@ -119,6 +120,16 @@ def _setup_from_dataset(objective, state, source, config, mesh, image_size):
                        extra=jax.device_put(extra, parallel.replicated(mesh)))
 
 
+def _online_probe(config: ml_collections.ConfigDict, spec: catalog.DatasetSpec,
+                  objective) -> online_probe.OnlineProbe | None:
+  """The online linear probe, when asked for and the classes are known."""
+  if not config.eval.online_probe or not spec.num_classes:
+    return None
+  return online_probe.OnlineProbe(num_classes=spec.num_classes,
+                                  feature_dim=objective.network.backbone.num_features,
+                                  learning_rate=config.eval.online_probe_lr)
+
+
 def _check_finite(state: train_state_lib.TrainState, last_checkpoint: int | None) -> None:
   bad = int(state.first_nonfinite_step)
   if bad >= 0:
@@ -172,7 +183,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                      "--config.model.init_from=DIR, the workdir of a finished "
                      "pretraining run with the same backbone.")
   init_fn = _init_fn(objective, config, image_size)
-  state = train_state_lib.create(init_fn, tx, rng, mesh)
+  probe = _online_probe(config, spec, objective)
+  probe_init = probe.init if probe is not None else None
+  state = train_state_lib.create(init_fn, tx, rng, mesh, probe_init)
 
   checkpointer = checkpointing.Checkpointer(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
@@ -186,7 +199,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if config.model.init_from:
       pretrained = pretrained_lib.load(config.model.init_from)
       state = train_state_lib.create(_init_fn(objective, config, image_size, pretrained),
-                                     tx, rng, mesh)
+                                     tx, rng, mesh, probe_init)
     if objective.dataset_outputs:
       state = _setup_from_dataset(objective, state, train_source, config, mesh, image_size)
 
@@ -209,13 +222,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   state_sharding = jax.tree.map(lambda x: x.sharding, state)
   train_step = jax.jit(
       steps.make_train_step(objective, tx, schedule, augment.IMAGENET_MEAN,
-                            augment.IMAGENET_STD),
+                            augment.IMAGENET_STD, probe=probe),
       in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
       out_shardings=(state_sharding, parallel.replicated(mesh)),
       donate_argnums=(0,))
-  eval_context = protocols.EvalContext(objective, config, mesh, image_size)
+  eval_context = protocols.EvalContext(objective, config, mesh, image_size, workdir)
   final_protocols = protocols.build(config.eval.protocols, eval_context)
-  periodic_protocols = protocols.build(config.eval.periodic_protocols, eval_context)
+  periodic_protocols = (protocols.build(config.eval.periodic_protocols, eval_context)
+                        if config.eval.every_steps else [])
   logging.info("Training %s on %s for %d steps (%d per epoch), global batch %d "
                "on %d devices.", config.objective.name, config.data.name,
                durations.total_steps, durations.steps_per_epoch, config.batch_size,
@@ -264,7 +278,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 def _mean_metrics(metrics: list[dict[str, jax.Array]]) -> dict[str, float]:
   stacked = jax.device_get(metrics)
-  return {f"train/{k}": float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+  summary = {f"train/{k}": float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+  if summary.pop("train/online_labeled", None) == 0.0:
+    # Unlabeled data: the online probe had nothing to learn from.
+    summary = {k: v for k, v in summary.items() if not k.startswith("train/online_")}
+  return summary
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The single pytree that holds everything a run needs to continue."""
 
+import dataclasses
 from typing import Any, Callable
 
 import flax
@@ -27,6 +28,8 @@ class TrainState:
     first_nonfinite_step: -1, or the first step whose loss or gradients were
       not finite. That step's update is skipped, so the parameters stay at the
       last good values for the host to report and keep.
+    probe: the online linear probe's parameters and optimizer state ({} when
+      it is off); see `repr_learn.online_probe`.
   """
   step: jax.Array
   params: PyTree
@@ -35,10 +38,12 @@ class TrainState:
   extra: PyTree
   rng: jax.Array
   first_nonfinite_step: jax.Array
+  probe: PyTree = dataclasses.field(default_factory=dict)
 
 
 def create(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
-           tx: optax.GradientTransformation, rng: jax.Array, mesh: Mesh) -> TrainState:
+           tx: optax.GradientTransformation, rng: jax.Array, mesh: Mesh,
+           probe: Callable[[], PyTree] | None = None) -> TrainState:
   """Builds the state directly with its final (replicated) sharding.
 
   Following big_vision, the shapes come from `eval_shape` and the state is
@@ -50,6 +55,7 @@ def create(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
     tx: the optimizer.
     rng: seed key.
     mesh: the device mesh.
+    probe: builds the online probe's initial state (None: no probe).
   """
 
   def init(rng):
@@ -58,7 +64,8 @@ def create(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=batch_stats, opt_state=tx.init(params),
                       extra=extra, rng=state_rng,
-                      first_nonfinite_step=jnp.full((), -1, jnp.int32))
+                      first_nonfinite_step=jnp.full((), -1, jnp.int32),
+                      probe=probe() if probe is not None else {})
 
   abstract = jax.eval_shape(init, rng)
   shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)

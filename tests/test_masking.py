@@ -64,6 +64,8 @@ def _check_mask(mask, batch, num_tokens, num_keep):
 def test_counts_helpers_follow_the_official_formulas():
   assert masking.num_masked(196, 0.75) == 147  # MAE keeps int(196 * 0.25) = 49.
   assert masking.num_masked(196, 0.6) == 196 - int(196 * 0.4)
+  assert masking.maskfeat_num_masked(196, 0.4) == 78  # round(78.4).
+  assert masking.num_masked(196, 0.4) == 79  # MAE's rule gives one more.
   assert masking.simmim_num_masked_cells(14, 2, 0.6) == 30  # ceil(49 * 0.6).
   assert masking.simmim_num_masked_cells((12, 8), 4, 0.5) == 3
   assert masking.data2vec_num_centres(196) == 5  # int(196 * 0.27 / 9).
@@ -90,23 +92,23 @@ def test_ids_mask_round_trip():
 
 
 def test_random_mask_is_exact_and_fresh_per_step():
-  m1 = masking.random_mask(jax.random.PRNGKey(0), 8, T, 147)
-  masked = _check_mask(m1, 8, T, 49)
-  m2 = masking.random_mask(jax.random.PRNGKey(1), 8, T, 147)
-  assert not np.array_equal(masked, np.asarray(m2.masked))
+  sample = jax.jit(masking.random_mask, static_argnums=(1, 2, 3))
+  masked = _check_mask(sample(jax.random.PRNGKey(0), 8, T, 147), 8, T, 49)
+  assert not np.array_equal(masked, np.asarray(sample(jax.random.PRNGKey(1), 8, T, 147).masked))
   # Uniform: over many examples every token is masked about 75% of the time.
-  many = np.asarray(masking.random_mask(jax.random.PRNGKey(2), 512, T, 147).masked)
+  many = np.asarray(sample(jax.random.PRNGKey(2), 512, T, 147).masked)
   assert np.abs(many.mean(0) - 0.75).max() < 0.1
 
 
 def test_cell_mask_masks_whole_cells():
-  m = masking.cell_mask(jax.random.PRNGKey(0), 8, GRID, 2, 30)
+  sample = jax.jit(masking.cell_mask, static_argnums=(1, 2, 3, 4))
+  m = sample(jax.random.PRNGKey(0), 8, GRID, 2, 30)
   masked = _check_mask(m, 8, T, T - 120).reshape(8, 7, 2, 7, 2)
   cells = masked[:, :, 0, :, 0]
   # Every 2x2 cell is all masked or all visible, and 30 of 49 are masked.
   assert np.all(masked == cells[:, :, None, :, None])
   assert np.all(cells.sum((1, 2)) == 30)
-  m2 = masking.cell_mask(jax.random.PRNGKey(1), 8, GRID, 2, 30)
+  m2 = sample(jax.random.PRNGKey(1), 8, GRID, 2, 30)
   assert not np.array_equal(np.asarray(m.masked), np.asarray(m2.masked))
 
 
@@ -149,7 +151,7 @@ class _SlowFastMaskingGenerator:
 
 
 def test_block_mask_matches_maskfeat_block_statistics():
-  num_mask = round(T * 0.4)  # MaskFeat: 78 tokens, min block 78 // 5 = 15.
+  num_mask = masking.maskfeat_num_masked(T, 0.4)  # 78 tokens, min block 78 // 5 = 15.
   m = jax.jit(lambda r: masking.block_mask(r, 256, GRID, GRID, num_mask))(jax.random.PRNGKey(0))
   masked = _check_mask(m, 256, T, T - num_mask).reshape(-1, GRID, GRID)
   ours = [_components(x) for x in masked]
@@ -168,7 +170,8 @@ def test_block_mask_matches_maskfeat_block_statistics():
 
 
 def test_block_mask_small_grid_is_exact():
-  m = masking.block_mask(jax.random.PRNGKey(3), 16, 4, 6, 10, min_block_tokens=2)
+  sample = jax.jit(lambda r: masking.block_mask(r, 16, 4, 6, 10, min_block_tokens=2))
+  m = sample(jax.random.PRNGKey(3))
   _check_mask(m, 16, 24, 14)
 
 
@@ -177,7 +180,8 @@ def _fairseq_inverse_block_mask(rng, batch, d, mask_prob=0.8, adjust=0.07, lengt
   length_sq, num_tokens = length**2, d * d
   mask_prob = 1 - mask_prob
   mask = np.zeros((batch, d, d))
-  centres = rng.integers(0, num_tokens, (batch, int(num_tokens * ((mask_prob + adjust) / length_sq))))
+  num_centres = int(num_tokens * ((mask_prob + adjust) / length_sq))
+  centres = rng.integers(0, num_tokens, (batch, num_centres))
   offset = length // 2
   for b in range(batch):
     for c in centres[b]:
@@ -201,7 +205,8 @@ def test_inverse_block_mask_keeps_blocks_like_data2vec():
   m = jax.jit(lambda r: masking.inverse_block_mask(r, 256, GRID))(jax.random.PRNGKey(0))
   masked = _check_mask(m, 256, T, 39)
   kept = ~masked.reshape(-1, GRID, GRID)
-  official = _fairseq_inverse_block_mask(np.random.default_rng(0), 256, GRID).reshape(-1, GRID, GRID)
+  official = _fairseq_inverse_block_mask(np.random.default_rng(0), 256, GRID)
+  official = official.reshape(-1, GRID, GRID)
   assert np.all(official.sum((1, 2)) == 39)
   # Kept tokens sit in 3x3 blocks: ~5 blobs with many kept neighbours each,
   # where 39 uniform tokens would form ~30 components with ~1.5 neighbours.
@@ -229,7 +234,8 @@ def _ijepa_block_size(u, height, width, scale, aspect):
 def test_multi_block_shapes_enumerate_the_official_sizes():
   shapes = masking.multi_block_shapes(GRID, (0.15, 0.2), (0.75, 1.5))
   assert shapes == ((5, 6), (6, 5), (6, 6), (7, 5), (8, 5))
-  ref = {_ijepa_block_size(u, GRID, GRID, (0.15, 0.2), (0.75, 1.5)) for u in np.linspace(0, 1, 5001)}
+  ref = {_ijepa_block_size(u, GRID, GRID, (0.15, 0.2), (0.75, 1.5))
+         for u in np.linspace(0, 1, 5001)}
   assert set(shapes) == ref
   assert masking.multi_block_shapes(GRID, (0.85, 1.0), (1.0, 1.0)) == ((13, 13),)
 
@@ -299,8 +305,10 @@ def test_multi_block_mask_matches_ijepa(official_positions):
 
 def test_multi_block_mask_pads_a_short_context():
   rng = jax.random.PRNGKey(0)
-  full = masking.multi_block_mask(rng, 32, GRID, num_context_tokens=T)
-  short = masking.multi_block_mask(rng, 32, GRID, num_context_tokens=100)
+  sample = jax.jit(masking.multi_block_mask, static_argnums=(1, 2),
+                   static_argnames=("num_context_tokens",))
+  full = sample(rng, 32, GRID, num_context_tokens=T)
+  short = sample(rng, 32, GRID, num_context_tokens=100)
   sizes = np.asarray(full.context_valid).sum(1)
   valid = np.asarray(short.context_valid)
   assert valid.shape == (32, 100)

@@ -54,6 +54,11 @@ def num_masked(num_tokens: int, ratio: float) -> int:
   return num_tokens - int(num_tokens * (1 - ratio))
 
 
+def maskfeat_num_masked(num_tokens: int, ratio: float) -> int:
+  """MaskFeat's (SlowFast) count: round(T * ratio) (196, 0.4 -> 78, not 79)."""
+  return int(round(num_tokens * ratio))
+
+
 def top_k_tokens(rng: jax.Array, priority: jax.Array, k: int) -> jax.Array:
   """Indices [N, k] (int32, ascending) of the k highest `priority + U(0, 1)`.
 
@@ -125,7 +130,8 @@ def _rect(top, left, h, w, grid_h: int, grid_w: int) -> jax.Array:
 # MAE and SimMIM.
 
 
-def random_mask(rng: jax.Array, batch: int, num_tokens: int, num_masked: int) -> Mask:  # pylint: disable=redefined-outer-name
+def random_mask(rng: jax.Array, batch: int, num_tokens: int,
+                num_masked: int) -> Mask:  # pylint: disable=redefined-outer-name
   """MAE's per-example uniform masking: exactly `num_masked` of `num_tokens`.
 
   MAE keeps `ids_shuffle[:, :K]` in shuffled order; here `ids_keep` is sorted,
@@ -172,15 +178,16 @@ def _dilate4(x: jax.Array) -> jax.Array:
   return x | p[:, :-2, 1:-1] | p[:, 2:, 1:-1] | p[:, 1:-1, :-2] | p[:, 1:-1, 2:]
 
 
-def block_mask(rng: jax.Array, batch: int, grid_h: int, grid_w: int, num_masked: int,  # pylint: disable=redefined-outer-name
+def block_mask(rng: jax.Array, batch: int, grid_h: int, grid_w: int,
+               num_masked: int,  # pylint: disable=redefined-outer-name
                *, min_block_tokens: int | None = None, max_block_tokens: int | None = None,
                min_aspect: float = 0.3, max_aspect: float | None = None,
                num_attempts: int = 24) -> Mask:
   """BEiT/MaskFeat block-wise masking with exactly `num_masked` masked tokens.
 
   Follows SlowFast's `MaskingGenerator` (as MaskFeat's ImageNet loader builds
-  it: `num_mask = round(T * 0.4)` = 78 at 14x14, `min_num_patches = num_mask
-  // 5` = 15, no cap per block, aspect log-uniform in [0.3, 1/0.3]). Each
+  it: `num_mask = maskfeat_num_masked(T, 0.4)` = 78 at 14x14,
+  `min_num_patches = num_mask // 5` = 15, no cap per block, aspect log-uniform in [0.3, 1/0.3]). Each
   attempt draws a rectangle of area U(min, min(remaining, max)) and that
   aspect, at a uniform position (reaching the last row/column), rejects it
   unless h < grid_h and w < grid_w and it adds between 1 and `remaining` new

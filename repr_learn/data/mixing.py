@@ -131,7 +131,7 @@ def mix(rng: jax.Array, images: jax.Array, targets: jax.Array, *, mixup_alpha: f
   if mixup_alpha < 0 or cutmix_alpha < 0:
     raise ValueError(f"mixup_alpha={mixup_alpha} and cutmix_alpha={cutmix_alpha} "
                      "must be >= 0 (0 disables one).")
-  if mixup_alpha == 0 and cutmix_alpha == 0 or mix_prob <= 0:
+  if (mixup_alpha == 0 and cutmix_alpha == 0) or mix_prob <= 0:
     h, w = images.shape[1:3]
     return _blend(images, targets, jnp.ones((h, w)), 1.0, False)
   apply_rng, switch_rng, mixup_rng, cutmix_rng = jax.random.split(rng, 4)

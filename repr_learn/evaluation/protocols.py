@@ -44,8 +44,10 @@ def eval_data_config(config: ml_collections.ConfigDict) -> ml_collections.Config
 class EvalContext:
   """The evaluation dataset and the shared, cached feature extraction."""
 
-  def __init__(self, objective, config: ml_collections.ConfigDict, mesh, image_size: int):
+  def __init__(self, objective, config: ml_collections.ConfigDict, mesh, image_size: int,
+               workdir: str | None = None):
     self.objective = objective
+    self.workdir = workdir  # where protocols that draw pictures put DIR/plots/
     self.config = config
     self.mesh = mesh
     self.image_size = image_size
@@ -134,6 +136,7 @@ def _load_builtin() -> None:
   from repr_learn.evaluation import knn_protocol  # pylint: disable=g-import-not-at-top,unused-import
   from repr_learn.evaluation import probe_protocols  # pylint: disable=g-import-not-at-top,unused-import
   from repr_learn.evaluation import finetune_protocol  # pylint: disable=g-import-not-at-top,unused-import
+  from repr_learn.evaluation import reconstruction_protocol  # pylint: disable=g-import-not-at-top,unused-import
 
 
 def parse_names(names: str) -> list[str]:

@@ -59,9 +59,9 @@ class Data2Vec2(base.EmaTargetObjective):
                                       mask_prob=c.mask_ratio,
                                       mask_prob_adjust=c.mask_prob_adjust, block=c.block_size)
 
-    def forward(net, x):
-      tokens = net.encode(x, ids_keep=mask.ids_keep, train=True)["tokens"]
-      pred = net.decode(tokens, mask.ids_keep, num_patches, net.backbone.has_cls, train=True)
+    def forward(net, x, train):
+      tokens = net.encode(x, ids_keep=mask.ids_keep, train=train)["tokens"]
+      pred = net.decode(tokens, mask.ids_keep, num_patches, net.backbone.has_cls, train=train)
       return pred, tokens[:, 0]
 
     (pred, cls), _ = self.apply(params, batch_stats, clones, method=forward, rng=net_rng)

@@ -61,13 +61,13 @@ class IJEPA(base.EmaTargetObjective):
     target = jnp.take_along_axis(normed, masks.target_ids.reshape(n, b * lt)[..., None], axis=1)
     target = jax.lax.stop_gradient(target.reshape(n, b, lt, -1))
 
-    def forward(net, x):
+    def forward(net, x, train):
       context = net.encode(x, ids_keep=masks.context_ids, key_mask=masks.context_valid,
-                           train=True)["tokens"]
+                           train=train)["tokens"]
       if net.backbone.has_cls:
         context = context[:, 1:]
       return net.decode(context, masks.context_ids, masks.context_valid, masks.target_ids,
-                        masks.target_valid, grid * grid, train=True)
+                        masks.target_valid, grid * grid, train=train)
 
     pred, _ = self.apply(params, batch_stats, images, method=forward, rng=net_rng)
     valid = jnp.broadcast_to(masks.target_valid[..., None], pred.shape)

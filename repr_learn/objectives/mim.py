@@ -52,8 +52,9 @@ class PixelObjective(MaskedModelingObjective):
     return config.model.patch_size ** 2 * 3
 
   def reconstruct(self, params, batch_stats, images, rng) -> dict[str, jax.Array]:
-    """{'masked': images with hidden patches greyed, 'reconstruction': the
-    prediction pasted into the hidden patches}, for plots; normalised images."""
+    """{'hidden': [N, H, W] 1 on hidden pixels, 'masked': images with hidden
+    patches zeroed, 'reconstruction': the prediction pasted into the hidden
+    patches}, for plots; normalised images."""
     loss_out = self.predict(params, batch_stats, images, rng, train=False)
     p = self.patch_size
     grid = self.grid(images)
@@ -66,7 +67,8 @@ class PixelObjective(MaskedModelingObjective):
       mean = jnp.mean(pixels, axis=-1, keepdims=True)
       std = jnp.std(pixels, axis=-1, keepdims=True, ddof=1)
       predicted = predicted * std + mean
-    return {"masked": masked_losses.unpatchify(pixels * (1 - hidden), p, grid),
+    return {"hidden": masked_losses.token_mask_to_pixels(loss_out["masked"], p, grid),
+            "masked": masked_losses.unpatchify(pixels * (1 - hidden), p, grid),
             "reconstruction": masked_losses.unpatchify(
                 pixels * (1 - hidden) + predicted * hidden, p, grid)}
 
@@ -84,7 +86,7 @@ class MAE(PixelObjective):
     mask = masking.random_mask(mask_rng, images.shape[0], num_patches,
                                masking.num_masked(num_patches, self.config.mask_ratio))
 
-    def forward(net, x):
+    def forward(net, x, train):
       tokens = net.encode(x, ids_keep=mask.ids_keep, train=train)["tokens"]
       return net.decode(tokens, mask.ids_keep, num_patches, net.backbone.has_cls, train=train)
 
@@ -123,7 +125,7 @@ class SimMIM(PixelObjective):
     mask = masking.cell_mask(mask_rng, images.shape[0], grid, cell,
                              masking.simmim_num_masked_cells(grid, cell, self.config.mask_ratio))
 
-    def forward(net, x):
+    def forward(net, x, train):
       tokens = net.encode(x, token_mask=mask.masked, train=train)["tokens"]
       return net.decode(tokens[:, 1:] if net.backbone.has_cls else tokens, train=train)
 
@@ -166,9 +168,9 @@ class MaskFeat(MaskedModelingObjective):
     mask = masking.block_mask(mask_rng, images.shape[0], grid, grid,
                               masking.num_masked(grid * grid, self.config.mask_ratio))
 
-    def forward(net, x):
-      tokens = net.encode(x, token_mask=mask.masked, train=True)["tokens"]
-      return net.decode(tokens[:, 1:] if net.backbone.has_cls else tokens, train=True)
+    def forward(net, x, train):
+      tokens = net.encode(x, token_mask=mask.masked, train=train)["tokens"]
+      return net.decode(tokens[:, 1:] if net.backbone.has_cls else tokens, train=train)
 
     pred, _ = self.apply(params, batch_stats, images, method=forward, rng=net_rng)
     target = masked_losses.hog_targets(images, self.patch_size, cell=self.config.hog_cell,

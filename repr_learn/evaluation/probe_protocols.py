@@ -1,0 +1,84 @@
+"""The linear, few-shot and RankMe protocols on frozen backbone features.
+
+All three read the features `EvalContext` caches for the state (one feature
+pass shared with kNN) and write DIR/eval/linear.json, fewshot.json and
+rankme.json. The linear probe and few-shot need labels; RankMe does not, so it
+also runs on unlabeled transfer data.
+"""
+
+import time
+from typing import Any
+
+from repr_learn.evaluation import fewshot
+from repr_learn.evaluation import linear_probe
+from repr_learn.evaluation import protocols
+from repr_learn.evaluation import rankme
+
+
+def _labeled_splits(protocol: protocols.Protocol, state):
+  train_split, test_split = protocol.context.splits
+  train_x, train_y = protocol.context.labeled_features(state, train_split, protocol.name)
+  test_x, test_y = protocol.context.labeled_features(state, test_split, protocol.name)
+  return train_x, train_y, test_x, test_y
+
+
+@protocols.register
+class LinearProtocol(protocols.Protocol):
+  """Softmax classifier on the train split's features, (lr, wd) picked on a
+  held-out part of it; top-1/top-5 on the test split (`linear_probe`)."""
+  name = "linear"
+  headline = ("top1", "top5")
+
+  def evaluate(self, state, step: int) -> dict[str, Any]:
+    train_x, train_y, test_x, test_y = _labeled_splits(self, state)
+    cfg = self.config.eval
+    start = time.perf_counter()
+    result = linear_probe.linear_probe(
+        train_x, train_y, test_x, test_y,
+        num_classes=self.context.num_classes(train_y, test_y), mesh=self.context.mesh,
+        variant=cfg.linear_variant, lrs=tuple(cfg.linear_lrs),
+        weight_decays=tuple(cfg.linear_weight_decays), epochs=cfg.linear_epochs,
+        batch_size=cfg.linear_batch_size, val_fraction=cfg.linear_val_fraction,
+        standardize_features=cfg.linear_standardize, seed=self.config.seed)
+    result.update(step=int(step), seconds=time.perf_counter() - start,
+                  **self.context.describe())
+    return result
+
+
+@protocols.register
+class FewshotProtocol(protocols.Protocol):
+  """big_vision's closed-form few-shot probe: mean/std top-1 over seeds per
+  shot count (`fewshot`)."""
+  name = "fewshot"
+  headline = ("1shot_top1", "5shot_top1", "10shot_top1", "25shot_top1")
+
+  def evaluate(self, state, step: int) -> dict[str, Any]:
+    train_x, train_y, test_x, test_y = _labeled_splits(self, state)
+    cfg = self.config.eval
+    result = fewshot.fewshot(train_x, train_y, test_x, test_y,
+                             num_classes=self.context.num_classes(train_y, test_y),
+                             shots=tuple(cfg.fewshot_shots), num_seeds=cfg.fewshot_seeds,
+                             l2_reg=cfg.fewshot_l2_reg)
+    result.update(step=int(step), **self.context.describe())
+    return result
+
+
+@protocols.register
+class RankMeProtocol(protocols.Protocol):
+  """RankMe and uniformity of the test split's features; no labels needed.
+
+  Wang & Isola's alignment is not reported: it needs positive pairs (two
+  views per image), and the cached features have one view per image.
+  """
+  name = "rankme"
+  headline = ("rankme",)
+
+  def evaluate(self, state, step: int) -> dict[str, Any]:
+    split = self.context.splits[1]
+    z, _ = self.context.backbone_features(state, split)
+    sample = rankme.subsample(z, self.config.eval.rankme_max_examples, self.config.seed)
+    result = {"rankme": rankme.rankme(sample), "uniformity": rankme.uniformity(sample),
+              "feature_dim": int(z.shape[1]), "num_examples": int(len(sample)),
+              "num_available": int(len(z)), "split": split, "step": int(step),
+              **self.context.describe()}
+    return result

@@ -1,0 +1,66 @@
+"""Reconstructions of masked images, for the pixel-predicting methods (MAE,
+SimMIM): DIR/plots/reconstructions.png and DIR/eval/reconstructions.json.
+
+Users of masked autoencoders look at what the model fills in. The first few
+test images are masked with a fixed key (the same masks at every evaluation),
+run through the network in eval mode, and drawn as original / masked /
+reconstruction; the mean squared error on the hidden pixels (in normalised
+units) is the figure recorded beside the picture.
+"""
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from repr_learn import parallel
+from repr_learn.data import augment
+from repr_learn.evaluation import protocols
+
+NUM_IMAGES = 8
+PLOT_FILE = os.path.join("plots", "reconstructions.png")
+
+
+def _to_unit_range(images: np.ndarray) -> np.ndarray:
+  mean, std = np.asarray(augment.IMAGENET_MEAN), np.asarray(augment.IMAGENET_STD)
+  return np.clip(images * std + mean, 0.0, 1.0)
+
+
+@protocols.register
+class ReconstructionProtocol(protocols.Protocol):
+  name = "reconstructions"
+  headline = ("masked_mse",)
+
+  def __init__(self, context: protocols.EvalContext):
+    super().__init__(context)
+    objective = context.objective
+    if not getattr(objective, "reconstructs", False):
+      raise ValueError(f"The reconstructions protocol needs a pixel-predicting objective "
+                       f"(mae, simmim); {objective.name!r} has none: drop it from "
+                       "config.eval.protocols.")
+    size = context.image_size
+
+    def reconstruct(params, batch_stats, images_uint8):
+      x = augment.center_view(images_uint8, size, augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+      out = objective.reconstruct(params, batch_stats, x, jax.random.PRNGKey(0))
+      return x, out["masked"], out["reconstruction"], out["hidden"]
+
+    self._reconstruct = jax.jit(reconstruct, out_shardings=parallel.replicated(context.mesh))
+
+  def evaluate(self, state, step: int) -> dict[str, Any]:
+    source = self.context.source(self.context.splits[1])
+    count = min(NUM_IMAGES, len(source))
+    images = np.stack([source[i]["image"] for i in range(count)])
+    x, masked, recon, hidden = jax.device_get(
+        self._reconstruct(state.params, state.batch_stats, images))
+    error = np.square(recon - x).mean(axis=-1)
+    result = {"step": int(step), "num_images": count,
+              "masked_mse": float((error * hidden).sum() / max(hidden.sum(), 1)),
+              **self.context.describe()}
+    if self.context.workdir is not None and jax.process_index() == 0:
+      from repr_learn import plot  # pylint: disable=g-import-not-at-top (matplotlib is heavy)
+      result["plot"] = plot.plot_reconstructions(
+          os.path.join(self.context.workdir, PLOT_FILE), _to_unit_range(x),
+          _to_unit_range(masked), _to_unit_range(recon))
+    return result
