@@ -229,10 +229,11 @@ def load(workdir: str, overrides: Mapping[str, Any] | None = None) -> FinishedRu
   if not checkpoint_steps(workdir):
     raise RunError(f"{workdir} has no checkpoint yet; train first (python main.py "
                    f"--config=... --workdir={workdir}).")
-  if any(_TMP_CHECKPOINT in name for name in os.listdir(directory)):
-    # Opening the checkpoints would clean up the trainer's half-written save.
-    raise RunError(f"A checkpoint is being written in {directory}; retry in a moment "
-                   "(or, if no training runs there, rerun main.py to finish it).")
+  in_flight = [n for n in os.listdir(directory) if _TMP_CHECKPOINT in n]
+  if in_flight:
+    # Opening the checkpoints would delete the trainer's half-written save.
+    raise RunError(f"A checkpoint is being written in {directory}; retry in a moment (if "
+                   f"no training runs there, remove {in_flight[0]} left by a crash).")
 
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
@@ -254,10 +255,15 @@ def load(workdir: str, overrides: Mapping[str, Any] | None = None) -> FinishedRu
   def initial_state():
     return train_state_lib.create(init_fn, tx, rng, mesh)
 
+  # The restore target only needs shapes and (replicated) shardings: tracing the
+  # initialiser abstractly skips compiling and running it.
+  target = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
+      jax.eval_shape(initial_state))
   checkpointer = checkpointing.Checkpointer(
       directory, keep=trained.keep_checkpoints, every_steps=trained.checkpoint_every_steps)
   try:
-    restored = checkpointer.restore_latest(initial_state())
+    restored = checkpointer.restore_latest(target)
   finally:
     checkpointer.close()
   if restored is None:

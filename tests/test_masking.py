@@ -202,10 +202,10 @@ def _fairseq_inverse_block_mask(rng, batch, d, mask_prob=0.8, adjust=0.07, lengt
 
 
 def test_inverse_block_mask_keeps_blocks_like_data2vec():
-  m = jax.jit(lambda r: masking.inverse_block_mask(r, 256, GRID))(jax.random.PRNGKey(0))
-  masked = _check_mask(m, 256, T, 39)
+  m = jax.jit(lambda r: masking.inverse_block_mask(r, 128, GRID))(jax.random.PRNGKey(0))
+  masked = _check_mask(m, 128, T, 39)
   kept = ~masked.reshape(-1, GRID, GRID)
-  official = _fairseq_inverse_block_mask(np.random.default_rng(0), 256, GRID)
+  official = _fairseq_inverse_block_mask(np.random.default_rng(0), 128, GRID)
   official = official.reshape(-1, GRID, GRID)
   assert np.all(official.sum((1, 2)) == 39)
   # Kept tokens sit in 3x3 blocks: ~5 blobs with many kept neighbours each,
@@ -213,7 +213,7 @@ def test_inverse_block_mask_keeps_blocks_like_data2vec():
   for stat in (lambda k: len(_components(k)), lambda k: _neighbours8(k).mean()):
     ours, ref = np.mean([stat(k) for k in kept]), np.mean([stat(k) for k in official])
     assert abs(ours - ref) < 0.12 * ref, (ours, ref)
-  assert np.mean([len(_components(k)) for k in kept]) < 6
+  assert np.mean([len(_components(k)) for k in kept]) < 7
   assert np.mean([_neighbours8(k).mean() for k in kept]) > 3.5
   _check_mask(masking.inverse_block_mask(jax.random.PRNGKey(1), 4, (8, 12), 20), 4, 96, 20)
 
@@ -263,7 +263,7 @@ def _ijepa_context_sizes(rng, batch):
 
 @pytest.mark.parametrize("official_positions", [False, True])
 def test_multi_block_mask_matches_ijepa(official_positions):
-  batch, steps, k_ctx = 16, 48, 196
+  batch, steps, k_ctx = 16, 32, 196
 
   def sample(r):
     return masking.multi_block_mask(r, batch, GRID, num_context_tokens=k_ctx,

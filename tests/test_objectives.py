@@ -22,10 +22,12 @@ from tests import test_train_step as step_helpers
 
 METHODS = sorted(objectives.REGISTRY)
 # One per kind of state: queue + shuffle-BN, queue + prototypes, EMA teacher +
-# centre, bank + centroids + pseudo-labels, mined neighbours + paired batches.
+# centre, bank + centroids + pseudo-labels, mined neighbours + paired batches,
+# masked-modeling teachers with a linear momentum (data2vec 2.0, I-JEPA).
 # (BYOL/MoCo v3's EMA target, NNCLR's support set and NPID's bank use the same
 # code paths and train once each below.)
-WITH_EXTRA_STATE = ("moco_v2", "swav", "dino", "deepcluster_v2", "scan")
+WITH_EXTRA_STATE = ("moco_v2", "swav", "dino", "deepcluster_v2", "scan", "data2vec2", "ijepa")
+EXTRA_VARIANTS = {"dino": ["imagenet_resnet50"], "ijepa": ["imagenet_vith14"]}
 ON_PRETRAINED = tuple(m for m in METHODS
                       if objectives.REGISTRY[m].needs_pretrained_encoder)
 
@@ -117,7 +119,7 @@ def test_moco_v2_shuffle_bn_encodes_keys_per_device():
 def test_trains_from_smoke_config(method, tmp_path, tfds_dir, request):
   config = _run_config(method, tfds_dir, request)
   result = train.train_and_evaluate(config, str(tmp_path))
-  assert int(result.state.step) == config.num_steps and 0 <= result.eval["top1"] <= 100
+  assert int(result.state.step) == config.num_steps and 0 <= result.eval["knn"]["top1"] <= 100
   assert (tmp_path / "eval" / "knn.json").exists()
   clustering = json.loads((tmp_path / "eval" / "clustering.json").read_text())
   assert set(clustering["kmeans"]) == {"acc", "nmi", "ari", "num_clusters"}
@@ -141,7 +143,7 @@ def test_resume_restores_extra_state_exactly(method, tmp_path, tfds_dir, request
     assert not np.any(neighbours == np.arange(len(neighbours))[:, None])
   assert jax.tree.structure(a) == jax.tree.structure(b)
   jax.tree.map(np.testing.assert_array_equal, a, b)
-  assert straight.eval["top1"] == resumed.eval["top1"]
+  assert straight.eval["knn"]["top1"] == resumed.eval["knn"]["top1"]
 
 
 def test_vit_backbone_trains_with_a_siamese_objective():
@@ -214,7 +216,7 @@ def test_init_from_copies_matching_parts_only(pretrained_dir):
 @pytest.mark.parametrize("method", METHODS)
 def test_every_variant_of_every_config_is_valid(method):
   module = importlib.import_module(f"configs.{method}")
-  variants = list(common.VARIANTS) + (["imagenet_resnet50"] if method == "dino" else [])
+  variants = list(common.VARIANTS) + EXTRA_VARIANTS.get(method, [])
   for variant in variants:
     config = module.get_config(variant)
     config_schema.validate(config)

@@ -47,7 +47,7 @@ def test_smoke_run_writes_the_contract_files(tmp_path, data_dir):
   knn = json.loads((tmp_path / "eval" / "knn.json").read_text())
   assert 0.0 <= knn["top1"] <= 100.0 and 0.0 <= knn["random_init_top1"] <= 100.0
   assert knn["num_test"] == 360 and knn["num_train"] == 1437
-  assert result.eval["top1"] == knn["top1"]
+  assert result.eval["knn"]["top1"] == knn["top1"]
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["objective"]["name"] == "simclr" and saved["num_steps"] == 4
   assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())

@@ -187,15 +187,17 @@ def block_mask(rng: jax.Array, batch: int, grid_h: int, grid_w: int,
 
   Follows SlowFast's `MaskingGenerator` (as MaskFeat's ImageNet loader builds
   it: `num_mask = maskfeat_num_masked(T, 0.4)` = 78 at 14x14,
-  `min_num_patches = num_mask // 5` = 15, no cap per block, aspect log-uniform in [0.3, 1/0.3]). Each
-  attempt draws a rectangle of area U(min, min(remaining, max)) and that
-  aspect, at a uniform position (reaching the last row/column), rejects it
-  unless h < grid_h and w < grid_w and it adds between 1 and `remaining` new
+  `min_num_patches = num_mask // 5` = 15, no cap per block, aspect
+  log-uniform in [0.3, 1/0.3]). Each attempt draws a rectangle of area
+  U(min, min(remaining, max)) and that aspect, at a uniform position (reaching
+  the last row/column, as `random.randint` is inclusive), rejects it unless
+  h < grid_h and w < grid_w and it adds between 1 and `remaining` new
   tokens, exactly as the official rejection test. The official loop gives up
   after 10 failed tries of one block and then returns fewer tokens (about 29%
   of masks at 14x14, by 1-2 tokens); here `num_attempts` tries run in a fixed
   loop, and any shortfall is filled with tokens bordering the blocks (then
-  anywhere), so the count is always exact.
+  anywhere), so the count is always exact (at 14x14 with 24 attempts, ~81% of
+  masks are unions of whole blocks; the rest gain a few border tokens).
 
   Args:
     min_block_tokens: smallest block area; None -> num_masked // 5 (MaskFeat;

@@ -90,12 +90,20 @@ def _optimizer(variant: str) -> optax.GradientTransformation:
   return optax.inject_hyperparams(make)(learning_rate=0.0, weight_decay=0.0)
 
 
-class _Programs:
-  """The compiled init, train step and eval step of one (mesh, variant).
+# Host -> device traffic comes in chunks of up to this many steps' batches
+# (bounded in bytes), trained by one compiled scan: per-step dispatch and
+# transfer costs would otherwise dominate on small feature sets.
+MAX_CHUNK_STEPS = 32
+MAX_CHUNK_BYTES = 64 << 20
 
-  Shapes are [G, ...] for G grid points; jax.jit keeps one executable per
-  shape, so a probe compiles each function once for the grid and once for the
-  refit, and later probes (the random-init baseline) reuse them.
+
+class _Programs:
+  """The compiled init, train chunk and eval chunk of one (mesh, variant).
+
+  Parameters are [G, ...] for G grid points and batches [B, K, ...] (K steps,
+  the batch axis sharded); jax.jit keeps one executable per shape, so a probe
+  compiles each function once for the grid and once for the refit, and later
+  probes (the random-init baseline) reuse them.
   """
 
   def __init__(self, mesh, variant: str):
@@ -144,19 +152,29 @@ class _Programs:
       params, opt_state = jax.vmap(update)(params, opt_state, grads, lrs, wds)
       return (params, opt_state, bn), loss / lrs.shape[0]
 
-    def eval_step(params, bn, x, y, mask):
+    def train_chunk(state, x, y, mask, lrs, wds, factors):
+      def body(state, step):
+        x, y, mask, factor = step
+        return train_step(state, x, y, mask, lrs, wds, factor)
+
+      steps = (jnp.swapaxes(x, 0, 1), y.T, mask.T, factors)
+      return jax.lax.scan(body, state, steps)
+
+    def eval_chunk(params, bn, x, y, mask):
+      # Steps are independent at test time: all of them at once, summed.
       x, _ = normalize(x, mask, bn, train=False)
-      out = logits(params, x)
+      out = jnp.einsum("bkd,gdc->gbkc", x, params["w"]) + params["b"][:, None, None, :]
       _, top = jax.lax.top_k(out, min(5, out.shape[-1]))
-      hit = top == y[None, :, None]
-      return jnp.sum(hit[..., 0] * mask, 1), jnp.sum(jnp.any(hit, -1) * mask, 1)
+      hit = top == y[None, :, :, None]
+      return (jnp.sum(hit[..., 0] * mask, (1, 2)),
+              jnp.sum(jnp.any(hit, -1) * mask, (1, 2)))
 
     self.init = jax.jit(init, in_shardings=(rep,), out_shardings=rep)
-    self.train_step = jax.jit(
-        train_step, in_shardings=(rep, data, data, data, rep, rep, rep),
+    self.train_chunk = jax.jit(
+        train_chunk, in_shardings=(rep, data, data, data, rep, rep, rep),
         out_shardings=(rep, rep), donate_argnums=0)
-    self.eval_step = jax.jit(eval_step, in_shardings=(rep, rep, data, data, data),
-                             out_shardings=(rep, rep))
+    self.eval_chunk = jax.jit(eval_chunk, in_shardings=(rep, rep, data, data, data),
+                              out_shardings=(rep, rep))
 
 
 @functools.lru_cache(maxsize=None)
@@ -164,16 +182,30 @@ def _programs(mesh, variant: str) -> _Programs:
   return _Programs(mesh, variant)
 
 
-def _batch(x, y, rows, batch_size, mesh):
-  """Rows of (x, y), padded to the global batch with mask 0, as sharded arrays
-  (each process contributes its slice of the same host batch)."""
-  idx = np.zeros(batch_size, np.int64)
-  idx[:len(rows)] = rows
-  mask = (np.arange(batch_size) < len(rows)).astype(np.float32)
+def _chunk_steps(batch_size: int, dim: int, total: int | None = None) -> int:
+  """Steps per chunk within the byte budget; for training, a divisor of the
+  `total` steps, so no chunk needs padding steps (which would have to be
+  masked out of the optimizer and BatchNorm state, at a price in compile time)."""
+  cap = int(max(1, min(MAX_CHUNK_STEPS, MAX_CHUNK_BYTES // (4 * batch_size * dim))))
+  if total is None:
+    return cap
+  return max(k for k in range(1, min(cap, total) + 1) if total % k == 0)
+
+
+def _device_chunk(x, y, steps: list[np.ndarray], batch_size: int, chunk: int, mesh):
+  """The rows of each of `steps` (padded with empty steps to `chunk`), each
+  padded to the global batch with mask 0, as [B, K, ...] arrays sharded over
+  B; each process contributes its slice of the same host batches."""
+  idx = np.zeros((batch_size, chunk), np.int64)
+  mask = np.zeros((batch_size, chunk), np.float32)
+  for k, rows in enumerate(steps):
+    idx[:len(rows), k] = rows
+    mask[:len(rows), k] = 1.0
   per = batch_size // jax.process_count()
   local = slice(jax.process_index() * per, (jax.process_index() + 1) * per)
-  return parallel.global_batch(
-      {"x": x[idx[local]], "y": y[idx[local]].astype(np.int32), "mask": mask[local]}, mesh)
+  idx, mask = idx[local], mask[local]
+  return parallel.global_batch({"x": x[idx], "y": y[idx].astype(np.int32), "mask": mask},
+                               mesh)
 
 
 def fit(x: np.ndarray, y: np.ndarray, *, num_classes: int, mesh, variant: str,
@@ -185,6 +217,8 @@ def fit(x: np.ndarray, y: np.ndarray, *, num_classes: int, mesh, variant: str,
   parallel.check_batch_size(batch_size, mesh, "config.eval.linear_batch_size")
   if not len(x):
     raise ValueError("The linear probe needs at least one training example.")
+  if epochs < 1:
+    raise ValueError(f"config.eval.linear_epochs={epochs} must be at least 1.")
   programs = _programs(mesh, variant)
   rng = np.random.default_rng(seed)
   n, dim = x.shape
@@ -206,14 +240,14 @@ def fit(x: np.ndarray, y: np.ndarray, *, num_classes: int, mesh, variant: str,
   steps_per_epoch = -(-n // batch_size)
   total = epochs * steps_per_epoch
   warmup = int(round(WARMUP_FRACTION[variant] * total))
-  step = 0
-  for _ in range(epochs):
-    for rows in np.array_split(rng.permutation(n), steps_per_epoch):
-      batch = _batch(x, y, rows, batch_size, mesh)
-      factor = np.float32(schedule_factor(step, total, warmup))
-      state, _ = programs.train_step(state, batch["x"], batch["y"], batch["mask"],
-                                     lrs, wds, factor)
-      step += 1
+  factors = np.array([schedule_factor(t, total, warmup) for t in range(total)], np.float32)
+  chunk = _chunk_steps(batch_size, dim, total)
+  steps = (rows for _ in range(epochs)
+           for rows in np.array_split(rng.permutation(n), steps_per_epoch))
+  for start in range(0, total, chunk):
+    batch = _device_chunk(x, y, [next(steps) for _ in range(chunk)], batch_size, chunk, mesh)
+    state, _ = programs.train_chunk(state, batch["x"], batch["y"], batch["mask"], lrs, wds,
+                                    factors[start:start + chunk])
   return state[0], state[2]
 
 
@@ -221,11 +255,17 @@ def accuracy(params, bn, x: np.ndarray, y: np.ndarray, *, mesh, variant: str,
              batch_size: int) -> tuple[np.ndarray, np.ndarray]:
   """Top-1 and top-5 accuracy in percent, [G] each (top-5 is top-C below 5 classes)."""
   programs = _programs(mesh, variant)
+  batches = [np.arange(i, min(i + batch_size, len(x))) for i in range(0, len(x), batch_size)]
+  # The chunk's logits [G, B, K, C] stay within the byte budget too; a small
+  # eval set gets a short chunk rather than padding.
+  num_grid, num_classes = params["b"].shape
+  chunk = min(_chunk_steps(batch_size, max(x.shape[1], num_grid * num_classes)),
+              len(batches))
   top1, top5 = 0.0, 0.0
-  for start in range(0, len(x), batch_size):
-    batch = _batch(x, y, np.arange(start, min(start + batch_size, len(x))), batch_size, mesh)
-    c1, c5 = parallel.local_copy(programs.eval_step(params, bn, batch["x"], batch["y"],
-                                                    batch["mask"]))
+  for start in range(0, len(batches), chunk):
+    batch = _device_chunk(x, y, batches[start:start + chunk], batch_size, chunk, mesh)
+    c1, c5 = parallel.local_copy(programs.eval_chunk(params, bn, batch["x"], batch["y"],
+                                                     batch["mask"]))
     top1, top5 = top1 + c1.astype(np.float64), top5 + c5.astype(np.float64)
   return 100.0 * top1 / len(x), 100.0 * top5 / len(x)
 

@@ -166,7 +166,7 @@ class MaskFeat(MaskedModelingObjective):
     mask_rng, net_rng = self.split_rng(rng)
     grid = self.grid(images)
     mask = masking.block_mask(mask_rng, images.shape[0], grid, grid,
-                              masking.num_masked(grid * grid, self.config.mask_ratio))
+                              masking.maskfeat_num_masked(grid * grid, self.config.mask_ratio))
 
     def forward(net, x, train):
       tokens = net.encode(x, token_mask=mask.masked, train=train)["tokens"]
