@@ -1,9 +1,11 @@
 """Starting a run from another run's trained network (`model.init_from`).
 
-SCAN and DEC train on top of a pretrained encoder. Every top-level part of the
-network (backbone, projector, ...) whose parameter shapes match the finished
-run's is copied; the backbone must match, the rest (a new clustering head) may
-be fresh.
+SCAN, DEC and fine-tuning train on top of a pretrained encoder. Every top-level
+part of the network (backbone, projector, ...) whose parameter shapes match the
+finished run's is copied; the backbone must match, the rest (a new clustering or
+classification head) may be fresh. Pretraining-only backbone parameters (a
+masked-modeling mask token) are left behind, and learned ViT positions are
+resampled when the resolution changes.
 """
 
 import dataclasses
@@ -14,6 +16,7 @@ from absl import logging
 import jax
 
 from repr_learn import checkpointing
+from repr_learn.models import vit
 
 PyTree = Any
 
@@ -40,6 +43,23 @@ def _same_shapes(a, b) -> bool:
     return False
 
 
+def _without_pretraining_only_leaves(target: PyTree, source: PyTree) -> PyTree:
+  """`source` restricted to the leaves `target` has (a masked-modeling encoder's
+  mask token is not part of the fine-tuned network), with learned position
+  embeddings resampled to the target's grid."""
+  if not isinstance(target, dict) or not isinstance(source, dict):
+    return source
+  out = {}
+  for key, value in target.items():
+    if key not in source:
+      return source  # Structures differ: let the shape check reject it.
+    out[key] = _without_pretraining_only_leaves(value, source[key])
+    if key == "pos_embedding" and hasattr(value, "shape") and out[key].shape != value.shape:
+      out[key] = vit.resample_positions(jax.numpy.asarray(out[key]),
+                                        int(round(value.shape[0] ** 0.5)))
+  return out
+
+
 def merge(params: PyTree, batch_stats: PyTree, pretrained: Pretrained
           ) -> tuple[PyTree, PyTree]:
   """`params`/`batch_stats` with every part whose shapes match taken from
@@ -48,6 +68,8 @@ def merge(params: PyTree, batch_stats: PyTree, pretrained: Pretrained
   copied = []
   for name in params:
     source = pretrained.params.get(name)
+    if source is not None and name == "backbone":
+      source = _without_pretraining_only_leaves(params[name], source)
     if source is None or not _same_shapes(params[name], source):
       continue
     stats = pretrained.batch_stats.get(name)

@@ -135,25 +135,23 @@ def test_mae_variant(digits):
 
 @pytest.mark.parametrize("variant", linear_probe.VARIANTS)
 def test_eight_devices_match_one_device(digits, variant):
+  """Two grid points trained on 1 and on 8 devices: the same parameters, BatchNorm
+  statistics and accuracies, up to summation order."""
   train_x, test_x, train_y, test_y = digits
   assert len(jax.devices()) == 8
-  kwargs = dict(num_classes=10, variant=variant, epochs=5, batch_size=256,
-                lrs=(0.1, 1.0), weight_decays=(0.0, 1e-3) if variant == "standard" else (0.0,))
-  runs = [linear_probe.linear_probe(train_x, train_y, test_x, test_y, mesh=mesh, **kwargs)
-          for mesh in (_one_device_mesh(), parallel.make_mesh())]
-  assert runs[0]["top1"] == pytest.approx(runs[1]["top1"], abs=0.3)  # At most one example.
-  for one, eight in zip(runs[0]["grid"], runs[1]["grid"]):
-    assert one["val_top1"] == pytest.approx(eight["val_top1"], abs=0.4)
-  # Standardised as the probe trains on them: with raw features and this rate
-  # SGD is unstable enough to amplify summation-order differences.
-  x = linear_probe.standardize(train_x)[0] if variant == "standard" else train_x
-  fits = [linear_probe.fit(x[:500], train_y[:500], mesh=mesh, lrs=[1.0],
-                           weight_decays=[0.0], seed=3,
-                           **{k: kwargs[k] for k in ("num_classes", "variant", "epochs",
-                                                     "batch_size")})
-          for mesh in (_one_device_mesh(), parallel.make_mesh())]
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
-               *[jax.device_get(f) for f in fits])
+  if variant == "standard":  # Standardised as the probe trains on them.
+    train_x, test_x = linear_probe.standardize(train_x, test_x)
+  wds = [0.0, 1e-3] if variant == "standard" else [0.0, 0.0]
+  runs = []
+  for mesh in (_one_device_mesh(), parallel.make_mesh()):
+    params, bn = linear_probe.fit(train_x[:500], train_y[:500], num_classes=10, mesh=mesh,
+                                  variant=variant, lrs=[0.3, 3.0], weight_decays=wds,
+                                  epochs=5, batch_size=256, seed=3)
+    top1, top5 = linear_probe.accuracy(params, bn, test_x, test_y, mesh=mesh,
+                                       variant=variant, batch_size=256)
+    runs.append(jax.device_get((params, bn, top1, top5)))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *runs)
+  assert np.all(runs[1][2] > 80)
 
 
 def test_probe_rejects_bad_inputs(digits):
@@ -305,7 +303,7 @@ class FakeContext:
 
 def test_protocols_write_their_documented_keys(digits, tmp_path):
   train_x, test_x, train_y, test_y = digits
-  context = FakeContext(probe_config(linear_epochs=20, fewshot_seeds=2, rankme_max_examples=300),
+  context = FakeContext(probe_config(linear_epochs=30, fewshot_seeds=2, rankme_max_examples=300),
                         {"train": (train_x, train_y), "test": (test_x, test_y)},
                         parallel.make_mesh())
   objects = [probe_protocols.LinearProtocol(context), probe_protocols.FewshotProtocol(context),
@@ -331,9 +329,10 @@ def test_protocols_write_their_documented_keys(digits, tmp_path):
 def test_rankme_needs_no_labels_and_the_probes_do(digits):
   train_x, test_x, _, _ = digits
   unlabeled = np.full(len(test_x), -1)
-  context = FakeContext(probe_config(), {"train": (train_x, np.full(len(train_x), -1)),
-                                         "test": (test_x, unlabeled)}, parallel.make_mesh())
-  assert probe_protocols.RankMeProtocol(context).evaluate(None, 0)["num_examples"] == 360
+  context = FakeContext(probe_config(rankme_max_examples=300),
+                        {"train": (train_x, np.full(len(train_x), -1)),
+                         "test": (test_x, unlabeled)}, parallel.make_mesh())
+  assert probe_protocols.RankMeProtocol(context).evaluate(None, 0)["num_examples"] == 300
   for cls in (probe_protocols.LinearProtocol, probe_protocols.FewshotProtocol):
     with pytest.raises(protocols.LabelsRequiredError):
       cls(context).evaluate(None, 0)
