@@ -110,6 +110,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.online_probe = True        # linear probe on frozen features during training (train/online_top1)
   c.eval.online_probe_lr = 0.1      # its SGD learning rate (momentum 0.9)
   c.eval.kmeans_restarts = 10       # k-means++ initialisations
+  c.eval.linear_variant = "standard"  # linear probe: standard (z-score, SGD, lr x wd grid) | mae (BN + LARS, MAE's main_linprobe)
+  c.eval.linear_epochs = 90           # linear probe epochs, for the grid and the refit alike
+  c.eval.linear_batch_size = 256      # its global batch; learning rates scale by batch / 256
+  c.eval.linear_lrs = ()              # base learning rates to try; () = the variant's default grid
+  c.eval.linear_weight_decays = ()    # weight decays to try; () = the variant's default (mae: 0 only)
+  c.eval.linear_val_fraction = 0.2    # held-out part of the train split that picks (lr, wd)
+  c.eval.linear_standardize = True    # standard variant: z-score features with train-split statistics
+  c.eval.fewshot_shots = (1, 5, 10, 25)  # examples per class (big_vision's)
+  c.eval.fewshot_seeds = 5            # draws of the few-shot training set per shot count
+  c.eval.fewshot_l2_reg = 1024.0      # ridge strength: big_vision's fixed 2^10
+  c.eval.rankme_max_examples = 25600  # RankMe/uniformity on at most this many test-split embeddings
 
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
@@ -123,6 +134,7 @@ _CHOICES = {
     ("model", "stem"): ("cifar", "imagenet"),
     ("model", "pooling"): ("cls", "mean"),
     ("model", "pos_embedding"): ("sincos", "learned"),
+    ("eval", "linear_variant"): ("standard", "mae"),
     ("model.decoder", "kind"): ("none", "transformer", "linear", "conv", "predictor"),
     ("model.projector", "activation"): ("relu", "gelu"),
     ("model.prototypes", "kind"): ("cosine", "student_t"),

@@ -14,7 +14,6 @@ names for image folders, else the example index in the split) and `dataset`,
 import os
 from typing import Sequence
 
-from absl import app
 from absl import flags
 import numpy as np
 
@@ -37,7 +36,9 @@ def splits(context: protocols.EvalContext) -> list[str]:
 def _ids(context: protocols.EvalContext, split: str, count: int) -> np.ndarray:
   """Image file names relative to their folder for image folders (the source's
   paths, in the order features come), else the example index."""
-  paths = getattr(context.source(split), "_paths", None)
+  source = context.source(split)
+  # ImageFolderSource keeps its file list private; read it until it is public.
+  paths = getattr(source, "paths", getattr(source, "_paths", None))
   if paths is None or len(paths) != count:
     return np.arange(count, dtype=np.int64)
   data = context.data_config
@@ -93,4 +94,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=lambda argv: list(argv))
+  finished_run.run_tool(main)

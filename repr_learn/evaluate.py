@@ -12,10 +12,8 @@ run's own figures and the random-init references are cached per dataset.
 """
 
 import os
-import sys
 from typing import Any, Sequence
 
-from absl import app
 from absl import flags
 
 from repr_learn import finished_run
@@ -63,7 +61,7 @@ def evaluate(run: finished_run.FinishedRun, names: str | None = None
 
 
 def summary(name: str, result: dict[str, Any], directory: str) -> str:
-  """'knn: top1 93.61 (random init 66.10), top5 99.72 -> DIR/eval/knn.json'."""
+  """'knn at step 4000: top1 93.61 (random init 66.10), top5 99.72 -> DIR/eval/knn.json'."""
   figures = protocols.scalars({name: result})
   parts = []
   for key, value in figures.items():
@@ -98,4 +96,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=lambda argv: list(argv))
+  finished_run.run_tool(main)

@@ -16,6 +16,7 @@ import json
 import os
 from typing import Any, Callable, Mapping, Sequence
 
+from absl import app
 from absl import flags
 import jax
 import ml_collections
@@ -113,8 +114,12 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   except (OSError, ValueError) as e:
     raise RunError(f"{path} is unreadable ({e}); is {workdir} a repr_learn workdir?") from None
   config = config_schema.base_config()
-  config.update({k: v for k, v in saved.items() if k != "objective"})
-  config.objective = ml_collections.ConfigDict(saved.get("objective", {}))
+  try:
+    config.update({k: v for k, v in saved.items() if k != "objective"})
+    config.objective = ml_collections.ConfigDict(saved.get("objective", {}))
+  except (AttributeError, TypeError, ValueError) as e:
+    raise RunError(f"{path} does not fit this version's config schema ({e}); evaluate "
+                   "it with the repr_learn version that trained it.") from None
   config.lock()
   return config
 
@@ -187,20 +192,36 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
   return rest, overrides
 
 
+_HELP = ("--help", "-h", "--helpshort", "--helpfull")
+
+
 def parse_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> list[str]:
   """Parses `argv` into the tool's own flags; returns the positional arguments.
 
   Each tool keeps its flags in its own `FlagValues`, so tools can be imported
   (and tested) together, and parsing again starts from the defaults.
   """
-  if any(a in ("--help", "-h", "--helpshort", "--helpfull") for a in argv[1:]):
+  if any(a in _HELP for a in argv[1:]):
     print(flag_values.get_help(include_special_flags=False))
     raise SystemExit(0)
-  flag_values.unparse_flags()
+  if flag_values.is_parsed():
+    flag_values.unparse_flags()
+  flag_values.set_gnu_getopt(True)  # Flags may follow positional arguments.
   try:
     return flag_values(list(argv))[1:]
   except flags.Error as e:
     raise SystemExit(f"error: bad command line: {e}") from None
+
+
+def run_tool(main: Callable[[list[str]], None]) -> None:
+  """`app.run` for a tool: absl's own flags (--verbosity, ...) are parsed into
+  absl's FLAGS, everything else reaches `main`, which parses its own flags."""
+
+  def parse(argv):
+    kept = [a for a in argv[1:] if a in _HELP]
+    return flags.FLAGS([a for a in argv if a not in _HELP], known_only=True) + kept
+
+  app.run(main, flags_parser=parse)
 
 
 def _training_data_config(trained: ml_collections.ConfigDict,

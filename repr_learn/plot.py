@@ -14,7 +14,6 @@ import math
 import os
 from typing import Sequence
 
-from absl import app
 from absl import flags
 from matplotlib.backends import backend_agg
 from matplotlib import figure as figure_lib
@@ -74,6 +73,18 @@ def read_metrics(workdir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
           for k, v in series.items()}
 
 
+def _title(workdir: str) -> str:
+  """'simclr_digits: simclr, resnet18 on digits' from DIR/config.json."""
+  name = os.path.basename(os.path.abspath(workdir))
+  try:
+    with open(finished_run.config_path(workdir)) as f:
+      config = json.load(f)
+    return (f"{name}: {config['objective']['name']}, {config['model']['backbone']} "
+            f"on {config['data']['name']}")
+  except (OSError, ValueError, KeyError, TypeError):
+    return name
+
+
 def plot_curves(workdir: str) -> str:
   """DIR/plots/curves.png: one panel per kind of curve that metrics.jsonl has."""
   workdir = os.path.abspath(workdir)
@@ -86,7 +97,7 @@ def plot_curves(workdir: str) -> str:
   cols = min(3, len(panels))
   rows = math.ceil(len(panels) / cols)
   fig = _new_figure(4.2 * cols, 3.0 * rows)
-  fig.suptitle(os.path.basename(workdir))
+  fig.suptitle(_title(workdir))
   for i, (title, keys) in enumerate(panels):
     ax = fig.add_subplot(rows, cols, i + 1)
     for key in keys:
@@ -137,8 +148,7 @@ def plot_embedding(workdir: str, features: np.ndarray, labels: np.ndarray, *,
   if np.any(labels < 0):
     ax.scatter(points[labels < 0, 0], points[labels < 0, 1], s=6, c=UNLABELED_COLOUR,
                label="unlabeled")
-  ax.set_title(f"{os.path.basename(os.path.abspath(workdir))}: t-SNE of "
-               f"{len(points)} embeddings")
+  ax.set_title(f"{_title(workdir)}\nt-SNE of {len(points)} embeddings", fontsize="medium")
   ax.set_xticks([])
   ax.set_yticks([])
   return _save(fig, os.path.join(os.path.abspath(workdir), PLOTS_DIR, "embedding.png"))
@@ -194,4 +204,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=lambda argv: list(argv))
+  finished_run.run_tool(main)

@@ -10,7 +10,6 @@ instant and safe to run beside training jobs.
 
 import json
 import os
-import re
 import sys
 from typing import Any, Callable, Sequence
 
@@ -42,28 +41,11 @@ def _keys(*candidates: str) -> Callable[[dict[str, Any]], str | None]:
   return find
 
 
-def _shots(shots: int) -> Callable[[dict[str, Any]], str | None]:
-  """The top-1 (else accuracy) figure of the `shots`-shot evaluation, whatever
-  the few-shot result's layout ('10shot_top1', 'shots.10.top1', ...)."""
-  pattern = re.compile(rf"(?<!\d){shots}[-_]?shots?(?!\d)|shots?[._-]{shots}(?!\d)", re.I)
-
-  def find(flat: dict[str, Any]) -> str | None:
-    keys = [k for k in flat if pattern.search(k) and not k.startswith(RANDOM_INIT)
-            and isinstance(flat[k], (int, float))]
-    for word in ("top1", "acc"):
-      match = next((k for k in keys if word in k.lower()), None)
-      if match:
-        return match
-    return keys[0] if len(keys) == 1 else None
-
-  return find
-
-
 # (column header, protocol file in DIR/eval, how to find the figure in it).
 FIGURES = (
     ("kNN top-1", "knn", _keys("top1")),
     ("linear top-1", "linear", _keys("top1")),
-    ("10-shot top-1", "fewshot", _shots(10)),
+    ("10-shot top-1", "fewshot", _keys("10shot_top1")),
     ("RankMe", "rankme", _keys("rankme")),
     ("k-means ACC", "clustering", _keys("kmeans_acc", "kmeans.acc")),
     ("fine-tune top-1", "finetune", _keys("top1")),

@@ -80,15 +80,21 @@ def test_same_objective_as_logistic_regression(pixels, sklearn_top1):
   xs, xt = linear_probe.standardize(train_x, test_x)
   wd = 1.0 / len(xs)
   mesh = parallel.make_mesh()
-  params, bn = linear_probe.fit(xs, train_y, num_classes=10, mesh=mesh, variant="standard",
+  params, norm = linear_probe.fit(xs, train_y, num_classes=10, mesh=mesh, variant="standard",
                                 lrs=[1.0], weight_decays=[wd], epochs=90, batch_size=256)
-  top1, top5 = linear_probe.accuracy(params, bn, xt, test_y, mesh=mesh, variant="standard",
+  top1, top5 = linear_probe.accuracy(params, norm, xt, test_y, mesh=mesh, variant="standard",
                                      batch_size=256)
   assert abs(top1[0] - expected_top1) <= 1.0, (top1, expected_top1)
   assert top5[0] >= top1[0]
   optimum = _objective(clf.coef_.T, clf.intercept_, xs, train_y, wd)
   ours = _objective(np.asarray(params["w"][0]), np.asarray(params["b"][0]), xs, train_y, wd)
   assert ours == pytest.approx(optimum, rel=0.02)
+  # Standardising on device (the probe's way) trains the same classifier.
+  on_device = linear_probe.fit(train_x, train_y, num_classes=10, mesh=mesh, variant="standard",
+                               lrs=[1.0], weight_decays=[wd], epochs=90, batch_size=256,
+                               stats=linear_probe.feature_stats(train_x))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4),
+               jax.device_get(on_device[0]), jax.device_get(params))
 
 
 def test_grid_search_probe(pixels, sklearn_top1):
@@ -115,22 +121,22 @@ def test_mae_variant(digits):
   train_x, test_x, train_y, test_y = digits
   mesh = parallel.make_mesh()
   result = linear_probe.linear_probe(train_x, train_y, test_x, test_y, num_classes=10,
-                                     mesh=mesh, variant="mae")
+                                     mesh=mesh, variant="mae", epochs=30)
   assert result["variant"] == "mae" and not result["standardized"]
   assert {g["weight_decay"] for g in result["grid"]} == {0.0}
   assert result["top1"] > 93, result
-  params, bn = linear_probe.fit(train_x, train_y, num_classes=10, mesh=mesh, variant="mae",
+  params, norm = linear_probe.fit(train_x, train_y, num_classes=10, mesh=mesh, variant="mae",
                                 lrs=[result["lr"]], weight_decays=[0.0], epochs=30,
                                 batch_size=256)
   # Running averages of the batch statistics approach the data's.
-  np.testing.assert_allclose(bn["mean"], train_x.mean(0), rtol=0.1, atol=0.05)
-  np.testing.assert_allclose(bn["var"], train_x.var(0), rtol=0.25, atol=0.05)
-  full = linear_probe.accuracy(params, bn, test_x, test_y, mesh=mesh, variant="mae",
+  np.testing.assert_allclose(norm["mean"], train_x.mean(0), rtol=0.1, atol=0.05)
+  np.testing.assert_allclose(norm["var"], train_x.var(0), rtol=0.25, atol=0.05)
+  full = linear_probe.accuracy(params, norm, test_x, test_y, mesh=mesh, variant="mae",
                                batch_size=256)
-  small = linear_probe.accuracy(params, bn, test_x, test_y, mesh=mesh, variant="mae",
+  small = linear_probe.accuracy(params, norm, test_x, test_y, mesh=mesh, variant="mae",
                                 batch_size=64)
   np.testing.assert_allclose(full, small)
-  assert full[0][0] > 90
+  assert full[0][0] == result["top1"]  # The probe's refit, step for step.
 
 
 @pytest.mark.parametrize("variant", linear_probe.VARIANTS)
@@ -141,17 +147,18 @@ def test_eight_devices_match_one_device(digits, variant):
   assert len(jax.devices()) == 8
   if variant == "standard":  # Standardised as the probe trains on them.
     train_x, test_x = linear_probe.standardize(train_x, test_x)
-  wds = [0.0, 1e-3] if variant == "standard" else [0.0, 0.0]
+  # Rates that train in 10 steps, so the comparison is not between two inits.
+  lrs, wds = ([0.3, 3.0], [0.0, 1e-3]) if variant == "standard" else ([10.0, 30.0], [0.0, 0.0])
   runs = []
   for mesh in (_one_device_mesh(), parallel.make_mesh()):
-    params, bn = linear_probe.fit(train_x[:500], train_y[:500], num_classes=10, mesh=mesh,
-                                  variant=variant, lrs=[0.3, 3.0], weight_decays=wds,
+    params, norm = linear_probe.fit(train_x[:500], train_y[:500], num_classes=10, mesh=mesh,
+                                  variant=variant, lrs=lrs, weight_decays=wds,
                                   epochs=5, batch_size=256, seed=3)
-    top1, top5 = linear_probe.accuracy(params, bn, test_x, test_y, mesh=mesh,
+    top1, top5 = linear_probe.accuracy(params, norm, test_x, test_y, mesh=mesh,
                                        variant=variant, batch_size=256)
-    runs.append(jax.device_get((params, bn, top1, top5)))
+    runs.append(jax.device_get((params, norm, top1, top5)))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *runs)
-  assert np.all(runs[1][2] > 80)
+  assert runs[1][2].max() > 70, runs[1][2]
 
 
 def test_probe_rejects_bad_inputs(digits):
@@ -303,7 +310,9 @@ class FakeContext:
 
 def test_protocols_write_their_documented_keys(digits, tmp_path):
   train_x, test_x, train_y, test_y = digits
-  context = FakeContext(probe_config(linear_epochs=30, fewshot_seeds=2, rankme_max_examples=300),
+  config = probe_config(linear_epochs=30, linear_lrs=(0.1, 1.0), linear_weight_decays=(0.0, 1e-3),
+                        fewshot_shots=(1, 10), fewshot_seeds=2, rankme_max_examples=300)
+  context = FakeContext(config,
                         {"train": (train_x, train_y), "test": (test_x, test_y)},
                         parallel.make_mesh())
   objects = [probe_protocols.LinearProtocol(context), probe_protocols.FewshotProtocol(context),
@@ -314,10 +323,11 @@ def test_protocols_write_their_documented_keys(digits, tmp_path):
       assert json.load(f) == json.loads(json.dumps(results[name]))
   linear = results["linear"]
   assert PROBE_KEYS | {"step", "seconds", "dataset"} <= set(linear) and linear["step"] == 7
-  assert linear["top1"] > 90
+  assert linear["top1"] > 90 and len(linear["grid"]) == 4
   few = results["fewshot"]
-  assert {f"{s}shot_top1" for s in (1, 5, 10, 25)} <= set(few) and few["num_seeds"] == 2
-  assert few["1shot_top1"] < few["25shot_top1"] and few["skipped"] == {}
+  assert {"1shot_top1", "1shot_top1_std", "10shot_top1", "per_seed"} <= set(few)
+  assert few["num_seeds"] == 2 and len(few["per_seed"]["10"]) == 2
+  assert few["1shot_top1"] < few["10shot_top1"] and few["skipped"] == {}
   rank = results["rankme"]
   assert {"rankme", "uniformity", "feature_dim", "num_examples", "num_available"} <= set(rank)
   assert (rank["feature_dim"], rank["num_examples"], rank["num_available"]) == (512, 300, 360)

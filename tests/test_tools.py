@@ -156,3 +156,24 @@ def test_overrides_touch_only_what_is_evaluated(tmp_path):
                        (("eval.knn_k", "many"), "Bad value for eval.knn_k")):
     with pytest.raises(finished_run.OverrideError, match=message):
       finished_run.apply_overrides(config, dict([bad]))
+
+
+def test_report_reads_every_figure(tmp_path):
+  run = tmp_path / "run"
+  (run / "eval").mkdir(parents=True)
+  (run / "config.json").write_text(json.dumps(
+      {"objective": {"name": "mae"}, "model": {"backbone": "vit_small", "patch_size": 16},
+       "data": {"name": "cifar10"}}))
+  (run / "metrics.jsonl").write_text('{"step": 10}\n{"step": 20}\n')
+  results = {"knn": {"top1": 91.04, "random_init_top1": 30.0},
+             "linear": {"top1": 92.5},
+             "fewshot": {"1shot_top1": 20.0, "10shot_top1": 61.26, "10shot_top1_std": 1.0,
+                         "random_init_10shot_top1": 22.0},
+             "rankme": {"rankme": 120.44, "random_init_rankme": 300.0},
+             "clustering": {"kmeans": {"acc": 70.0}, "kmeans_acc": 70.0},
+             "finetune": {"top1": 97.0}}
+  for name, result in results.items():
+    (run / "eval" / f"{name}.json").write_text(json.dumps(result))
+  line = report.report([str(run)]).splitlines()[2]
+  assert line == (f"| {run} | mae | vit_small/16 | cifar10 | 20 | 91.0 (30.0) | 92.5 | "
+                  "61.3 (22.0) | 120.4 (300.0) | 70.0 | 97.0 |")

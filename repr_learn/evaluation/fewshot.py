@@ -95,12 +95,15 @@ def fewshot(train_x, train_y, test_x, test_y, *, num_classes: int, shots=(1, 5, 
     raise ValueError("Labels must be 1-D with exactly one label per feature row.")
   if not len(test_y):
     raise ValueError("The test set is empty.")
+  for name, labels in (("train", train_y), ("test", test_y)):
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+      raise ValueError(f"{name} labels must lie in [0, {num_classes}).")
   if num_seeds < 1:
     raise ValueError(f"num_seeds={num_seeds} must be at least 1.")
   shots = sorted({int(s) for s in shots})
   if not shots or shots[0] < 1:
     raise ValueError(f"shots={shots} must be positive integers.")
-  smallest = int(np.bincount(train_y, minlength=num_classes)[:num_classes].min())
+  smallest = int(np.bincount(train_y, minlength=num_classes).min())
   result = {"shots": shots, "num_seeds": int(num_seeds), "l2_reg": float(l2_reg),
             "num_classes": int(num_classes), "num_train": int(len(train_x)),
             "num_test": int(len(test_x)), "feature_dim": int(train_x.shape[1]),
