@@ -31,10 +31,12 @@ setuptools.setup(
         "scikit-learn>=1.5",
         "scipy>=1.13",
         "pillow>=10",
+        # Pictures of a run (repr_learn/plot.py): curves, t-SNE, reconstructions.
+        "matplotlib>=3.8",
     ],
     extras_require={
         "cuda": ["jax[cuda12]>=0.10,<0.13"],
         "test": ["pytest>=8", "pytest-xdist>=3.5"],
-        "bench": ["matplotlib>=3.8"],
+        "bench": [],
     },
 )

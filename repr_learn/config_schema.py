@@ -97,7 +97,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.layer_decay = 1.0      # < 1: lr x decay**(L+1-layer id), ViT blocks / ResNet stages (MAE fine-tune: 0.65); 1: off
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.protocols = "knn,clustering,rankme,linear,fewshot"  # run at the end (repr_learn/evaluation)
+  c.eval.protocols = "knn,clustering,rankme,linear,fewshot,plots"  # run at the end (repr_learn/evaluation)
   c.eval.every_steps = 0            # 0: evaluate at the end only
   c.eval.periodic_protocols = "knn,rankme"  # run every `every_steps` (cheap ones)
   c.eval.dataset = config_dict.placeholder(str)   # transfer: evaluate on another dataset

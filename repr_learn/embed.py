@@ -38,7 +38,7 @@ def _ids(context: protocols.EvalContext, split: str, count: int) -> np.ndarray:
   paths, in the order features come), else the example index."""
   source = context.source(split)
   # ImageFolderSource keeps its file list private; read it until it is public.
-  paths = getattr(source, "paths", getattr(source, "_paths", None))
+  paths = getattr(source, "paths", None)
   if paths is None or len(paths) != count:
     return np.arange(count, dtype=np.int64)
   data = context.data_config

@@ -23,7 +23,6 @@ import ml_collections
 
 from repr_learn import checkpointing
 from repr_learn import config_schema
-from repr_learn import optim
 from repr_learn import parallel
 from repr_learn import train
 from repr_learn import train_state as train_state_lib
@@ -231,32 +230,6 @@ def _training_data_config(trained: ml_collections.ConfigDict,
   return config.data if config.data.name == trained.data.name else trained.data
 
 
-def _trainer_state(trained: ml_collections.ConfigDict, spec: catalog.DatasetSpec,
-                   num_examples: int, mesh) -> tuple[Any, Callable[[], Any]]:
-  """(objective, a function creating the run's initial TrainState), built as
-  `train.train_and_evaluate` builds them, so the restored tree (memory banks
-  sized by the dataset, optimizer slots, online probe) matches the checkpoint.
-  Must follow the trainer's construction step for step."""
-  # pylint: disable=protected-access
-  durations = train.resolve_durations(trained, num_examples)
-  objective = train.build_objective(trained, total_steps=durations.total_steps,
-                                    steps_per_epoch=durations.steps_per_epoch,
-                                    num_examples=num_examples, mesh=mesh)
-  peak_lr = optim.scaled_learning_rate(trained.optimizer, trained.batch_size)
-  schedule = optim.schedule_from_config(trained.optimizer, peak_lr, durations.warmup_steps,
-                                        durations.total_steps)
-  tx = optim.make_optimizer(trained.optimizer, schedule, durations.total_steps)
-  init_fn = train._init_fn(objective, trained, trained.augment.crop_size)
-  probe = train._online_probe(trained, spec, objective)
-  probe_init = probe.init if probe is not None else None
-  rng = jax.random.PRNGKey(trained.seed)
-
-  def initial_state():
-    return train_state_lib.create(init_fn, tx, rng, mesh, probe_init)
-
-  return objective, initial_state
-
-
 def load(workdir: str, overrides: Mapping[str, Any] | None = None) -> FinishedRun:
   """Restores the run in `workdir` from its latest checkpoint.
 
@@ -287,7 +260,8 @@ def load(workdir: str, overrides: Mapping[str, Any] | None = None) -> FinishedRu
   spec = catalog.get_spec(trained.data.name)
   train_source = sources.open_source(spec, spec.pretrain_split,
                                      _training_data_config(trained, config))
-  objective, initial_state = _trainer_state(trained, spec, len(train_source), mesh)
+  setup = train.build_setup(trained, spec, len(train_source), mesh)
+  objective, initial_state = setup.objective, setup.initial_state
   # The restore target only needs shapes and (replicated) shardings: tracing the
   # initialiser abstractly skips compiling and running it.
   target = jax.tree.map(

@@ -15,6 +15,7 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
+import optax
 
 from repr_learn import checkpointing
 from repr_learn import config_schema
@@ -80,6 +81,57 @@ def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
   return cls(config=config.objective, network=network, views=views,
              total_steps=total_steps, steps_per_epoch=steps_per_epoch,
              num_examples=num_examples, mesh=mesh)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """A run's objective, optimizer and initial state, built from its config.
+
+  The trainer and `repr_learn.finished_run` both build runs here, so the state
+  tree a checkpoint is restored into always matches the one that was saved.
+  """
+  config: ml_collections.ConfigDict
+  durations: Durations
+  objective: objectives.base.Objective
+  schedule: optax.Schedule
+  tx: optax.GradientTransformation
+  probe: online_probe.OnlineProbe | None
+  mesh: Any
+
+  def compiled_train_step(self, state: train_state_lib.TrainState) -> steps.TrainStep:
+    """The jitted step over the mesh: state kept in its sharding and donated,
+    the batch split over the data axis."""
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
+    return jax.jit(
+        steps.make_train_step(self.objective, self.tx, self.schedule, augment.IMAGENET_MEAN,
+                              augment.IMAGENET_STD, probe=self.probe),
+        in_shardings=(state_sharding, parallel.batch_sharded(self.mesh)),
+        out_shardings=(state_sharding, parallel.replicated(self.mesh)),
+        donate_argnums=(0,))
+
+  def initial_state(self, pretrained: pretrained_lib.Pretrained | None = None
+                    ) -> train_state_lib.TrainState:
+    """The seed's initial state (random weights, or `pretrained`'s where they fit)."""
+    init_fn = _init_fn(self.objective, self.config, self.config.augment.crop_size, pretrained)
+    probe_init = self.probe.init if self.probe is not None else None
+    return train_state_lib.create(init_fn, self.tx, jax.random.PRNGKey(self.config.seed),
+                                  self.mesh, probe_init)
+
+
+def build_setup(config: ml_collections.ConfigDict, spec: catalog.DatasetSpec,
+                num_examples: int, mesh) -> Setup:
+  """Durations, objective, schedule, optimizer and online probe of `config`
+  trained on `num_examples` examples of `spec`."""
+  durations = resolve_durations(config, num_examples)
+  objective = build_objective(config, total_steps=durations.total_steps,
+                              steps_per_epoch=durations.steps_per_epoch,
+                              num_examples=num_examples, mesh=mesh)
+  peak_lr = optim.scaled_learning_rate(config.optimizer, config.batch_size)
+  schedule = optim.schedule_from_config(config.optimizer, peak_lr, durations.warmup_steps,
+                                        durations.total_steps)
+  tx = optim.make_optimizer(config.optimizer, schedule, durations.total_steps)
+  return Setup(config=config, durations=durations, objective=objective, schedule=schedule,
+               tx=tx, probe=_online_probe(config, spec, objective), mesh=mesh)
 
 
 def _init_fn(objective, config, image_size, pretrained=None):
@@ -166,26 +218,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   spec = catalog.get_spec(config.data.name)
   train_source = sources.open_source(spec, spec.pretrain_split, config.data)
-  durations = resolve_durations(config, len(train_source))
+  setup = build_setup(config, spec, len(train_source), mesh)
+  durations = setup.durations
   workdir_lib.write_config(workdir, config)
 
-  objective = build_objective(config, total_steps=durations.total_steps,
-                              steps_per_epoch=durations.steps_per_epoch,
-                              num_examples=len(train_source), mesh=mesh)
-  peak_lr = optim.scaled_learning_rate(config.optimizer, config.batch_size)
-  schedule = optim.schedule_from_config(config.optimizer, peak_lr, durations.warmup_steps,
-                                        durations.total_steps)
-  tx = optim.make_optimizer(config.optimizer, schedule, durations.total_steps)
-  rng = jax.random.PRNGKey(config.seed)
+  objective = setup.objective
   image_size = config.augment.crop_size
   if objective.needs_pretrained_encoder and not config.model.init_from:
     raise ValueError(f"{config.objective.name} trains on a pretrained encoder: set "
                      "--config.model.init_from=DIR, the workdir of a finished "
                      "pretraining run with the same backbone.")
-  init_fn = _init_fn(objective, config, image_size)
-  probe = _online_probe(config, spec, objective)
-  probe_init = probe.init if probe is not None else None
-  state = train_state_lib.create(init_fn, tx, rng, mesh, probe_init)
+  state = setup.initial_state()
 
   checkpointer = checkpointing.Checkpointer(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
@@ -197,9 +240,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   else:
     # A fresh start; a resumed run has all of this in its checkpoint.
     if config.model.init_from:
-      pretrained = pretrained_lib.load(config.model.init_from)
-      state = train_state_lib.create(_init_fn(objective, config, image_size, pretrained),
-                                     tx, rng, mesh, probe_init)
+      state = setup.initial_state(pretrained_lib.load(config.model.init_from))
     if objective.dataset_outputs:
       state = _setup_from_dataset(objective, state, train_source, config, mesh, image_size)
 
@@ -219,13 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if start_step == 0:
     writer.write_hparams(_flatten(config.to_dict()))
 
-  state_sharding = jax.tree.map(lambda x: x.sharding, state)
-  train_step = jax.jit(
-      steps.make_train_step(objective, tx, schedule, augment.IMAGENET_MEAN,
-                            augment.IMAGENET_STD, probe=probe),
-      in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
-      out_shardings=(state_sharding, parallel.replicated(mesh)),
-      donate_argnums=(0,))
+  train_step = setup.compiled_train_step(state)
   eval_context = protocols.EvalContext(objective, config, mesh, image_size, workdir)
   final_protocols = protocols.build(config.eval.protocols, eval_context)
   periodic_protocols = (protocols.build(config.eval.periodic_protocols, eval_context)
@@ -268,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   # The same seed rebuilds the exact random initial weights (the originals were
   # donated; `model.init_from` weights are not random).
-  baseline = (protocols.Baseline(lambda: train_state_lib.create(init_fn, tx, rng, mesh))
+  baseline = (protocols.Baseline(setup.initial_state)
               if config.eval.random_init_baseline else None)
   results = protocols.run(final_protocols, state, step, workdir, baseline=baseline)
   writer.write_scalars(step, protocols.scalars(results))

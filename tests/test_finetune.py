@@ -132,6 +132,20 @@ def test_loss_is_soft_target_cross_entropy_and_rejects_unlabeled_batches():
   assert np.isfinite(metrics["loss"]) and "mix_lambda" in metrics
 
 
+def test_drop_path_draws_from_the_step_rng():
+  config = config_overrides.override(finetune_config.get_config("smoke"), **{
+      "model.backbone": "vit_test", "model.patch_size": 4, "model.drop_path": 0.5,
+      "objective.mixup_alpha": 0.0, "objective.cutmix_alpha": 0.0})
+  mesh, objective, state, _ = step_helpers._setup(config, jax.devices()[:1])
+  batch = step_helpers._batch(config, mesh)
+  views = augment.make_views(jax.random.PRNGKey(5), batch["image"], objective.views,
+                             augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+  loss = jax.jit(lambda rng: objective.loss(state.params, state.batch_stats, state.extra,
+                                            views, batch, rng, state.step)[0])
+  a, b = float(loss(jax.random.PRNGKey(0))), float(loss(jax.random.PRNGKey(1)))
+  assert a == float(loss(jax.random.PRNGKey(0))) and a != b
+
+
 def test_classifier_must_be_one_linear_layer():
   config = finetune_config.get_config("smoke")
   config.model.projector.num_layers = 2
@@ -175,10 +189,34 @@ def test_finetunes_from_a_simclr_run_and_writes_finetune_json(tmp_path, tfds_dir
   assert any("train/top1" in m for m in metrics)
 
 
-@pytest.mark.slow
 def test_finetune_protocol_refuses_a_run_without_a_classifier(tmp_path, tfds_dir):
   config = config_overrides.override(simclr_config.get_config("smoke"), **{
       "data.data_dir": tfds_dir, "eval.protocols": "finetune",
       "eval.periodic_protocols": "knn"})
   with pytest.raises(ValueError, match="remove 'finetune' from config.eval.protocols"):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def _unlabeled_folder(root, count=40):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  root.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(count):
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / f"{i}.png")
+  return str(root)
+
+
+@pytest.mark.parametrize("case", ["unlabeled", "head_size"])
+def test_finetune_refuses_unlabeled_data_and_a_wrong_head_before_training(
+    case, tmp_path, tfds_dir):
+  config = config_overrides.override(finetune_config.get_config("smoke"), **{
+      "data.data_dir": tfds_dir, "eval.protocols": "finetune"})
+  if case == "unlabeled":
+    config.data.update(name="image_folder", data_dir=_unlabeled_folder(tmp_path / "photos"))
+    match = "Fine-tuning needs labels"
+  else:
+    config.model.projector.output_dim = 5
+    match = "output_dim=10"
+  with pytest.raises(ValueError, match=match):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not list((tmp_path / "run").glob("checkpoints/[0-9]*"))  # failed before step 0

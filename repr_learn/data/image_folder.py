@@ -55,6 +55,11 @@ class ImageFolderSource:
     self._labels = labels
     self._image_size = image_size
 
+  @property
+  def paths(self) -> list[str]:
+    """The image files, in example-index order (embedding export names them)."""
+    return list(self._paths)
+
   def __len__(self) -> int:
     return len(self._paths)
 

@@ -137,6 +137,7 @@ def _load_builtin() -> None:
   from repr_learn.evaluation import probe_protocols  # pylint: disable=g-import-not-at-top,unused-import
   from repr_learn.evaluation import finetune_protocol  # pylint: disable=g-import-not-at-top,unused-import
   from repr_learn.evaluation import reconstruction_protocol  # pylint: disable=g-import-not-at-top,unused-import
+  from repr_learn.evaluation import plots_protocol  # pylint: disable=g-import-not-at-top,unused-import
 
 
 def parse_names(names: str) -> list[str]:
