@@ -56,9 +56,7 @@ import numpy as np
 
 from repr_learn import config_schema
 from repr_learn import parallel
-from repr_learn import steps as steps_lib
 from repr_learn import train
-from repr_learn.data import augment
 from repr_learn.data import catalog
 
 RESULT_KEYS = (

@@ -258,7 +258,7 @@ def load(workdir: str, overrides: Mapping[str, Any] | None = None) -> FinishedRu
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
   spec = catalog.get_spec(trained.data.name)
-  train_source = sources.open_source(spec, spec.pretrain_split,
+  train_source = sources.open_source(spec, train.training_split(trained, spec),
                                      _training_data_config(trained, config))
   setup = train.build_setup(trained, spec, len(train_source), mesh)
   objective, initial_state = setup.objective, setup.initial_state

@@ -60,13 +60,15 @@ def _without_pretraining_only_leaves(target: PyTree, source: PyTree) -> PyTree:
   return out
 
 
-def merge(params: PyTree, batch_stats: PyTree, pretrained: Pretrained
-          ) -> tuple[PyTree, PyTree]:
-  """`params`/`batch_stats` with every part whose shapes match taken from
-  `pretrained`; raises when the backbones differ."""
+def merge(params: PyTree, batch_stats: PyTree, pretrained: Pretrained,
+          parts: tuple[str, ...] | None = None) -> tuple[PyTree, PyTree]:
+  """`params`/`batch_stats` with every part (of `parts`, None: any) whose shapes
+  match taken from `pretrained`; raises when the backbones differ."""
   params, batch_stats = dict(params), dict(batch_stats)
   copied = []
   for name in params:
+    if parts is not None and name not in parts:
+      continue
     source = pretrained.params.get(name)
     if source is not None and name == "backbone":
       source = _without_pretraining_only_leaves(params[name], source)

@@ -71,6 +71,13 @@ def resolve_durations(config: ml_collections.ConfigDict, num_train_examples: int
                    warmup_steps=warmup)
 
 
+def training_split(config: ml_collections.ConfigDict, spec: catalog.DatasetSpec) -> str:
+  """The split the run trains on: the labeled one for supervised objectives
+  (fine-tuning), the pretraining split otherwise."""
+  cls = objectives.get_objective_class(config.objective.name)
+  return spec.eval_train_split if cls.trains_on_labels else spec.pretrain_split
+
+
 def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
                     steps_per_epoch: int = 1, num_examples: int = 0,
                     mesh=None) -> objectives.base.Objective:
@@ -144,7 +151,8 @@ def _init_fn(objective, config, image_size, pretrained=None):
     params = variables["params"]
     batch_stats = variables.get("batch_stats", {})
     if pretrained is not None:
-      params, batch_stats = pretrained_lib.merge(params, batch_stats, pretrained)
+      params, batch_stats = pretrained_lib.merge(params, batch_stats, pretrained,
+                                                 objective.pretrained_parts)
     extra = objective.init_extra(extra_rng, {"params": params, "batch_stats": batch_stats})
     return params, batch_stats, extra
 
@@ -217,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
 
   spec = catalog.get_spec(config.data.name)
-  train_source = sources.open_source(spec, spec.pretrain_split, config.data)
+  train_source = sources.open_source(spec, training_split(config, spec), config.data)
   setup = build_setup(config, spec, len(train_source), mesh)
   durations = setup.durations
   workdir_lib.write_config(workdir, config)

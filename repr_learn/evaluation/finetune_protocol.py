@@ -80,10 +80,11 @@ class FinetuneProtocol(protocols.Protocol):
       raise ValueError(
           f"{spec.name} has {spec.num_classes} classes but the classifier has "
           f"{num_classes}: set --config.model.projector.output_dim={spec.num_classes}.")
-    source = sources.open_source(spec, spec.pretrain_split, config.data)
+    split = spec.eval_train_split  # What the trainer trains a supervised objective on.
+    source = sources.open_source(spec, split, config.data)
     if len(source) and int(source[0]["label"]) < 0:
       raise protocols.LabelsRequiredError(
-          f"Fine-tuning needs labels, but split {spec.pretrain_split!r} of {spec.name!r} "
+          f"Fine-tuning needs labels, but split {split!r} of {spec.name!r} "
           "(the one the trainer trains on) is unlabeled; fine-tune on a labeled dataset "
           "(an image_folder needs one subfolder per class).")
 

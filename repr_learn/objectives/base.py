@@ -67,6 +67,12 @@ class Objective:
   pairs_with_neighbours: ClassVar[bool] = False
   # Trains on top of another run's encoder (`config.model.init_from`).
   needs_pretrained_encoder: ClassVar[bool] = False
+  # Parts of the network `model.init_from` may copy (None: every part whose
+  # shapes match; fine-tuning takes the backbone only, never an old head).
+  pretrained_parts: ClassVar[tuple[str, ...] | None] = None
+  # Supervised: trains on the labeled split (`eval_train_split`), not the
+  # pretraining split (STL-10's unlabelled images).
+  trains_on_labels: ClassVar[bool] = False
 
   @classmethod
   def decoder_output_dim(cls, config: ml_collections.ConfigDict) -> int | None:

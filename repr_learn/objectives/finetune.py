@@ -31,6 +31,8 @@ class Finetune(base.Objective):
   """
 
   name = "finetune"
+  pretrained_parts = ("backbone",)
+  trains_on_labels = True
   defaults = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mix_prob": 1.0,
               "switch_prob": 0.5, "label_smoothing": 0.1}
   # Without `model.init_from` the run is the random-init baseline.
