@@ -31,6 +31,7 @@ def set_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.Co
     c.eval.batch_size = 128
     c.eval.knn_k = 10
     c.eval.protocols = "knn,clustering"
+    c.eval.online_probe = False  # tested on its own; keeps the smoke step small
   elif variant == "digits":
     # Small enough for 2 CPU cores in a few minutes; sqrt LR scaling as SimCLR
     # recommends for small batches.

@@ -38,11 +38,13 @@ def _params(state):
 
 
 def test_smoke_run_writes_the_contract_files(tmp_path, data_dir):
-  config = smoke_config(data_dir, **{"eval.random_init_baseline": True})
+  config = smoke_config(data_dir, **{"eval.random_init_baseline": True,
+                                     "eval.online_probe": True})
   result = train.train_and_evaluate(config, str(tmp_path))
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [l["step"] for l in lines if "train/loss" in l] == [2, 4]
-  for key in ("train/loss", "train/grad_norm", "train/param_norm", "train/learning_rate"):
+  for key in ("train/loss", "train/grad_norm", "train/param_norm", "train/learning_rate",
+              "train/online_top1"):
     assert np.isfinite(lines[0][key])
   knn = json.loads((tmp_path / "eval" / "knn.json").read_text())
   assert 0.0 <= knn["top1"] <= 100.0 and 0.0 <= knn["random_init_top1"] <= 100.0
