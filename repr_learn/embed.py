@@ -75,10 +75,7 @@ def write(path: str, arrays: dict[str, np.ndarray]) -> str:
 
 def main(argv: Sequence[str]) -> None:
   try:
-    args, overrides = finished_run.split_overrides(argv)
-    extra = finished_run.parse_flags(_FLAGS, args)
-    if extra:
-      raise ValueError(f"Unexpected arguments {extra}; see --help.")
+    overrides = finished_run.parse_tool_args(_FLAGS, argv)
     if not _FLAGS.workdir or not _FLAGS.out:
       raise ValueError("Pass --workdir=DIR (a run directory) and --out=FILE.npz.")
     run = finished_run.load(_FLAGS.workdir, overrides)

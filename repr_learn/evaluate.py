@@ -77,10 +77,7 @@ def summary(name: str, result: dict[str, Any], directory: str) -> str:
 
 def main(argv: Sequence[str]) -> None:
   try:
-    args, overrides = finished_run.split_overrides(argv)
-    extra = finished_run.parse_flags(_FLAGS, args)
-    if extra:
-      raise ValueError(f"Unexpected arguments {extra}; see --help.")
+    overrides = finished_run.parse_tool_args(_FLAGS, argv)
     if not _FLAGS.workdir:
       raise ValueError("Pass --workdir=DIR, the run directory given to main.py.")
     names = _FLAGS.protocol

@@ -212,6 +212,16 @@ def parse_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> list[str]
     raise SystemExit(f"error: bad command line: {e}") from None
 
 
+def parse_tool_args(flag_values: flags.FlagValues, argv: Sequence[str]) -> dict[str, str]:
+  """A tool's flags parsed from `argv`, positional arguments refused; returns
+  the `--config.*` overrides."""
+  args, overrides = split_overrides(argv)
+  extra = parse_flags(flag_values, args)
+  if extra:
+    raise ValueError(f"Unexpected arguments {extra}; see --help.")
+  return overrides
+
+
 def run_tool(main: Callable[[list[str]], None]) -> None:
   """`app.run` for a tool: absl's own flags (--verbosity, ...) are parsed into
   absl's FLAGS, everything else reaches `main`, which parses its own flags."""

@@ -39,10 +39,7 @@ class ClusteringProtocol(protocols.Protocol):
   def evaluate(self, state, step: int) -> dict[str, Any]:
     split = self.context.splits[1]
     outputs, labels = self._extract(state, self.context.source(split))
-    if np.any(labels < 0):
-      raise protocols.LabelsRequiredError(
-          f"The clustering protocol needs labels, but split {split!r} of "
-          f"{self.context.spec.name!r} is unlabeled; drop it from config.eval.protocols.")
+    self.context.require_labels(labels, split, self.name)
     num_classes = self.context.num_classes(labels)
     assignments, _ = clustering.kmeans(
         clustering.l2_normalize(outputs["features"]), num_classes,

@@ -50,6 +50,17 @@ class FeatureExtractor:
             np.concatenate(labels)[order])
 
 
+def check_labeled_splits(train_x, train_y, test_x, test_y) -> None:
+  """One-line errors for feature/label arrays a classifier protocol cannot use."""
+  if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
+    raise ValueError(f"Feature shapes {train_x.shape} and {test_x.shape} must be "
+                     "[num, dim] with the same dim.")
+  if train_y.shape != train_x.shape[:1] or test_y.shape != test_x.shape[:1]:
+    raise ValueError("Labels must be 1-D with exactly one label per feature row.")
+  if not len(test_x):
+    raise ValueError("The test set is empty.")
+
+
 def backbone_outputs(objective) -> Callable:
   """The backbone's pooled features, as kNN and linear probes use them."""
 

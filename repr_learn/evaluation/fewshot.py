@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from repr_learn.evaluation import features
+
 DEFAULT_L2_REG = 2.0 ** 10
 BIAS_CONSTANT = 100.0
 STD_EPSILON = 1e-5
@@ -88,13 +90,7 @@ def fewshot(train_x, train_y, test_x, test_y, *, num_classes: int, shots=(1, 5, 
   test_x = np.asarray(test_x, np.float32)
   train_y = np.asarray(train_y, np.int64)
   test_y = np.asarray(test_y, np.int64)
-  if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
-    raise ValueError(f"Feature shapes {train_x.shape} and {test_x.shape} must be "
-                     "[num, dim] with the same dim.")
-  if train_y.shape != train_x.shape[:1] or test_y.shape != test_x.shape[:1]:
-    raise ValueError("Labels must be 1-D with exactly one label per feature row.")
-  if not len(test_y):
-    raise ValueError("The test set is empty.")
+  features.check_labeled_splits(train_x, train_y, test_x, test_y)
   for name, labels in (("train", train_y), ("test", test_y)):
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
       raise ValueError(f"{name} labels must lie in [0, {num_classes}).")

@@ -91,10 +91,7 @@ class FinetuneProtocol(protocols.Protocol):
   def evaluate(self, state, step: int) -> dict[str, Any]:
     split = self.context.splits[1]
     outputs, labels = self._extract(state, self.context.source(split))
-    if np.any(labels < 0):
-      raise protocols.LabelsRequiredError(
-          f"The finetune protocol needs labels, but split {split!r} of "
-          f"{self.context.spec.name!r} is unlabeled.")
+    self.context.require_labels(labels, split, self.name)
     logits = outputs["logits"]
     if labels.size and labels.max() >= logits.shape[1]:
       raise ValueError(f"Test labels reach {int(labels.max())} but the classifier has "

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from repr_learn.evaluation import features
+
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))
 def _knn_votes(train_x, train_y, test_x, *, k, num_classes, temperature):
@@ -38,13 +40,7 @@ def weighted_knn(train_features, train_labels, test_features, test_labels, *,
   train_x, test_x = _normalize(train_features), _normalize(test_features)
   train_y = np.asarray(train_labels, np.int32)
   test_y = np.asarray(test_labels, np.int32)
-  if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
-    raise ValueError(f"Feature shapes {train_x.shape} and {test_x.shape} must be "
-                     "[num, dim] with the same dim.")
-  if train_y.shape != train_x.shape[:1] or test_y.shape != test_x.shape[:1]:
-    raise ValueError("Labels must be 1-D with exactly one label per feature row.")
-  if not len(test_x):
-    raise ValueError("The test set is empty.")
+  features.check_labeled_splits(train_x, train_y, test_x, test_y)
   if chunk_size < 1:
     raise ValueError(f"chunk_size={chunk_size} must be positive.")
   if not 0 < k <= len(train_x):

@@ -81,13 +81,16 @@ class EvalContext:
       self._cache[split] = (outputs["features"], labels)
     return self._cache[split]
 
-  def labeled_features(self, state, split: str, protocol: str):
-    x, y = self.backbone_features(state, split)
-    if np.any(y < 0):
+  def require_labels(self, labels: np.ndarray, split: str, protocol: str) -> None:
+    if np.any(labels < 0):
       raise LabelsRequiredError(
           f"The {protocol} protocol needs labels, but split {split!r} of "
           f"{self.spec.name!r} is unlabeled; drop it from config.eval.protocols or "
           "evaluate on a labeled dataset (--config.eval.dataset=...).")
+
+  def labeled_features(self, state, split: str, protocol: str):
+    x, y = self.backbone_features(state, split)
+    self.require_labels(y, split, protocol)
     return x, y
 
   def num_classes(self, *labels: np.ndarray) -> int:

@@ -84,7 +84,25 @@ class Prototypes(nn.Module):
     return contrastive.l2_normalize(x) @ contrastive.l2_normalize(kernel, axis=0)
 
 
-class TokenDecoder(nn.Module):
+class _TransformerHead(nn.Module):
+  """Fields and the block stack shared by MAE's decoder and I-JEPA's predictor:
+  `depth` pre-LN blocks of `width`, a LayerNorm and a linear map to `output_dim`."""
+  width: int
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  output_dim: int
+  dtype: Any = jnp.float32
+
+  def predict(self, x, train: bool, key_mask=None):
+    for i in range(self.depth):
+      x, _ = vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
+                              name=f"block_{i}")(x, train=train, key_mask=key_mask)
+    x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
+    return nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(x)
+
+
+class TokenDecoder(_TransformerHead):
   """MAE's decoder: a narrow transformer over visible tokens and mask tokens.
 
   The encoder's tokens (class token first, then the K visible patches) are
@@ -93,13 +111,6 @@ class TokenDecoder(nn.Module):
   pre-LN blocks, a LayerNorm and a linear layer predict `output_dim` values per
   patch (He et al. 2022, section 3; `models_mae.py`).
   """
-  width: int
-  depth: int
-  num_heads: int
-  mlp_dim: int
-  output_dim: int
-  dtype: Any = jnp.float32
-
   @nn.compact
   def __call__(self, tokens, ids_keep, num_patches: int, has_cls: bool = True,
                train: bool = False):
@@ -114,11 +125,7 @@ class TokenDecoder(nn.Module):
     full = full + jnp.asarray(vit.sincos_2d_positions(grid, self.width)).astype(x.dtype)
     if cls is not None:
       full = jnp.concatenate([cls, full], axis=1)
-    for i in range(self.depth):
-      full, _ = vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
-                                 name=f"block_{i}")(full, train=train)
-    full = nn.LayerNorm(dtype=self.dtype, name="norm")(full)
-    out = nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(full)
+    out = self.predict(full, train)
     return (out[:, 1:] if cls is not None else out).astype(jnp.float32)
 
 
@@ -173,7 +180,7 @@ class ConvDecoder(nn.Module):
     return out.reshape(n, num_patches, self.output_dim).astype(jnp.float32)
 
 
-class TokenPredictor(nn.Module):
+class TokenPredictor(_TransformerHead):
   """I-JEPA's predictor (Assran et al. 2023, `VisionTransformerPredictor`).
 
   Context tokens are projected to `width` and given their positions; for each
@@ -182,13 +189,6 @@ class TokenPredictor(nn.Module):
   blocks, a LayerNorm and a projection back to the encoder width predict the
   target tokens. Padding (context or target) is masked out as attention keys.
   """
-  width: int
-  depth: int
-  num_heads: int
-  mlp_dim: int
-  output_dim: int
-  dtype: Any = jnp.float32
-
   @nn.compact
   def __call__(self, context, context_ids, context_valid, target_ids, target_valid,
                num_patches: int, train: bool = False):
@@ -204,9 +204,5 @@ class TokenPredictor(nn.Module):
     key_mask = jnp.concatenate(
         [jnp.broadcast_to(context_valid[:, None], (n, b, kc)), target_valid], axis=2
     ).reshape(n * b, kc + lt)
-    for i in range(self.depth):
-      x, _ = vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
-                              name=f"block_{i}")(x, train=train, key_mask=key_mask)
-    x = nn.LayerNorm(dtype=self.dtype, name="norm")(x[:, kc:])
-    out = nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(x)
+    out = self.predict(x, train, key_mask)[:, kc:]
     return out.reshape(n, b, lt, self.output_dim).astype(jnp.float32)

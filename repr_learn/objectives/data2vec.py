@@ -16,26 +16,19 @@ import jax.numpy as jnp
 from repr_learn.data import masking
 from repr_learn.losses import masked as masked_losses
 from repr_learn.objectives import base
-from repr_learn.objectives import memory
+from repr_learn.objectives import mim
 
 
-class Data2Vec2(base.EmaTargetObjective):
+class Data2Vec2(mim.RepresentationTargetObjective):
   """Student = encoder + decoder; teacher = EMA of the encoder only."""
 
   name = "data2vec2"
   defaults = {"num_clones": 16, "mask_ratio": 0.8, "mask_prob_adjust": 0.07,
               "block_size": 3, "top_k_blocks": 10, "cls_loss_weight": 0.01,
               "ema_start": 0.9998, "ema_end": 0.99999, "ema_ramp_steps": 100_000}
-  target_parts = ("backbone",)
 
-  @classmethod
-  def decoder_output_dim(cls, config):
-    from repr_learn.models import vit  # pylint: disable=g-import-not-at-top
-    return vit.VIT_SIZES[config.model.backbone][0]
-
-  def momentum(self, step):
-    c = self.config
-    return memory.linear_momentum(step, c.ema_ramp_steps, c.ema_start, c.ema_end)
+  def ema_ramp_steps(self) -> int:
+    return self.config.ema_ramp_steps
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del batch

@@ -16,27 +16,19 @@ import jax.numpy as jnp
 from repr_learn.data import masking
 from repr_learn.losses import masked as masked_losses
 from repr_learn.objectives import base
-from repr_learn.objectives import memory
+from repr_learn.objectives import mim
 
 
-class IJEPA(base.EmaTargetObjective):
+class IJEPA(mim.RepresentationTargetObjective):
   """Context encoder + predictor trained; target encoder = EMA of the encoder."""
 
   name = "ijepa"
   defaults = {"num_targets": 4, "target_scale": (0.15, 0.2), "target_aspect": (0.75, 1.5),
               "context_scale": (0.85, 1.0), "context_tokens": 64, "max_target_tokens": 0,
               "ema_start": 0.996, "ema_end": 1.0, "ema_ramp_fraction": 1.0}
-  target_parts = ("backbone",)
 
-  @classmethod
-  def decoder_output_dim(cls, config):
-    from repr_learn.models import vit  # pylint: disable=g-import-not-at-top
-    return vit.VIT_SIZES[config.model.backbone][0]
-
-  def momentum(self, step):
-    c = self.config
-    ramp = int(round(self.total_steps * c.ema_ramp_fraction))
-    return memory.linear_momentum(step, ramp, c.ema_start, c.ema_end)
+  def ema_ramp_steps(self) -> int:
+    return int(round(self.total_steps * self.config.ema_ramp_fraction))
 
   def sample_masks(self, rng, batch: int, grid: int) -> masking.MultiBlockMask:
     c = self.config

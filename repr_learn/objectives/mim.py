@@ -20,7 +20,9 @@ import ml_collections
 
 from repr_learn.data import masking
 from repr_learn.losses import masked as masked_losses
+from repr_learn.models import vit
 from repr_learn.objectives import base
+from repr_learn.objectives import memory
 
 
 class MaskedModelingObjective(base.Objective):
@@ -41,6 +43,25 @@ class MaskedModelingObjective(base.Objective):
   def split_rng(rng):
     """(mask rng, network rng for drop path and decoder noise)."""
     return jax.random.split(rng)
+
+
+class RepresentationTargetObjective(MaskedModelingObjective, base.EmaTargetObjective):
+  """Base for objectives that regress an EMA teacher's representations of the
+  hidden tokens (data2vec 2.0, I-JEPA): the teacher mirrors the encoder only, its
+  momentum rises linearly from `ema_start` to `ema_end` over `ema_ramp_steps()`,
+  and the head predicts vectors of the encoder's width."""
+  target_parts = ("backbone",)
+
+  @classmethod
+  def decoder_output_dim(cls, config: ml_collections.ConfigDict) -> int:
+    return vit.VIT_SIZES[config.model.backbone][0]
+
+  def ema_ramp_steps(self) -> int:
+    raise NotImplementedError
+
+  def momentum(self, step):
+    c = self.config
+    return memory.linear_momentum(step, self.ema_ramp_steps(), c.ema_start, c.ema_end)
 
 
 class PixelObjective(MaskedModelingObjective):
