@@ -7,7 +7,10 @@
                     2048/256 without BN, 65536 weight-normalised prototypes, last
                     layer frozen for 1 epoch; teacher momentum 0.996 -> 1, centre
                     momentum 0.9, student tau 0.1, teacher tau 0.04 -> 0.07 over 30
-                    epochs; 2x224 (scale 0.4-1) + 10x96 (0.05-0.4) crops.
+                    epochs; 2x224 (scale 0.4-1) + 10x96 (0.05-0.4) crops (the
+                    learned 224-px positions resampled bicubically to 96 px, as
+                    DINO's interpolate_pos_encoding); drop path 0.1
+                    (main_dino.py --drop_path_rate).
                     DINO repository, 300 epochs: 76.0% linear, 73.3% kNN;
                     paper, 800 epochs: 77.0% linear, 74.5% kNN.
   imagenet_resnet50 the paper's ResNet-50 recipe: SGD lr 0.03 x B/256, wd 1e-4,
@@ -48,7 +51,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.optimizer.update(base_lr=0.3, lr_scaling="linear", weight_decay=1e-6)
   elif variant == "imagenet":
     c.model.update(backbone="vit_small", patch_size=16, pooling="cls",
-                   pos_embedding="learned", dtype="bfloat16")
+                   pos_embedding="learned", dtype="bfloat16", drop_path=0.1)
     c.batch_size = 1024
     c.num_epochs = 300.0
     c.augment.update(min_scale=0.4, num_local_crops=10, local_max_scale=0.4)

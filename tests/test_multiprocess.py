@@ -23,7 +23,8 @@ def _free_port():
 
 def _launch(workdir, data_dir, num_processes):
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={4 // num_processes}")
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={4 // num_processes} "
+                       "--xla_backend_optimization_level=0")
   port = _free_port()
   common = ["--config=configs/simclr.py:smoke", "--config.eval.random_init_baseline=False",
             f"--config.data.data_dir={data_dir}", f"--workdir={workdir}"]
