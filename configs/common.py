@@ -147,7 +147,7 @@ def masked_modeling(c: ml_collections.ConfigDict, *, variant: str, decoder: str,
   if variant == "smoke":
     c.model.update(backbone="vit_test", patch_size=4)
     c.model.decoder.update(width=32, depth=1, num_heads=2, mlp_dim=64, groups=1)
-    c.eval.protocols = "knn"
+    c.eval.protocols = "knn,clustering"
   elif variant == "digits":
     c.model.update(backbone="vit_mini", patch_size=2)
     c.model.decoder.update(width=64, depth=2, num_heads=2, mlp_dim=256, groups=1)

@@ -74,7 +74,7 @@ class EncoderBlock(nn.Module):
 
   Attributes:
     drop_path: this block's stochastic-depth rate (whole residual branches are
-      dropped per example; needs the 'dropout' rng in training).
+      dropped per example, in training, when a 'dropout' rng is given).
     layer_scale: > 0 multiplies each branch by a learned per-channel gamma
       initialised to this value (CaiT; SimMIM uses 0.1).
     post_norm: LayerNorm after each residual addition instead of before the branch.
@@ -90,7 +90,11 @@ class EncoderBlock(nn.Module):
     if self.layer_scale > 0:
       gamma = self.param(name, nn.initializers.constant(self.layer_scale), (y.shape[-1],))
       y = y * gamma.astype(y.dtype)
-    return nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not train)(y)
+    # Drop path acts where the caller passes a 'dropout' key: the trained
+    # network's forward. EMA teachers run in training mode (batch statistics)
+    # without a key and so without drop path, as DINO's teacher is built.
+    drop = train and self.drop_path > 0 and self.has_rng("dropout")
+    return nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not drop)(y)
 
   @nn.compact
   def __call__(self, x, train: bool = False, key_mask=None):
