@@ -43,6 +43,10 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c = common.set_variant(config_schema.base_config(), variant)
   config_schema.with_objective(c, "data2vec2")
   common.masked_modeling(c, variant=variant, decoder="conv")
+  # Features = mean of the patch tokens, class token kept in the sequence: the
+  # pooling this method fine-tunes with; only the small cls loss trains the
+  # class token.
+  c.model.pooling = "gap"
   c.model.post_norm = True
   c.augment.min_scale = 0.2
   if variant == "smoke":

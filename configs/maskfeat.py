@@ -38,6 +38,9 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c = common.set_variant(config_schema.base_config(), variant)
   config_schema.with_objective(c, "maskfeat", mask_ratio=0.4, hog_cell=8, hog_bins=9)
   common.masked_modeling(c, variant=variant, decoder="linear")
+  # Features = mean of the patch tokens, class token kept in the sequence: the
+  # pooling this method fine-tunes with; its loss never trains the class token.
+  c.model.pooling = "gap"
   c.model.mask_token = True
   c.model.decoder.depth = 1  # LayerNorm before the linear head
   c.augment.min_scale = 0.5

@@ -45,7 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.width = 64                # filters of the first stage
   c.model.dtype = "float32"         # activations; 'bfloat16' on GPUs/TPUs
   c.model.patch_size = 16           # ViT only
-  c.model.pooling = "cls"           # ViT only: 'cls' token or 'mean' of patches
+  c.model.pooling = "cls"           # ViT only: 'cls' token, 'gap' (cls kept, mean of patches) or 'mean' (no cls)
   c.model.pos_embedding = "sincos"  # ViT only: 'sincos' (fixed) or 'learned'
   c.model.drop_path = 0.0           # ViT only: stochastic depth, linear over blocks to this rate
   c.model.layer_scale = 0.0         # ViT only: > 0 scales residual branches by a learned gamma (SimMIM 0.1)
@@ -132,7 +132,7 @@ def base_config() -> ml_collections.ConfigDict:
 _CHOICES = {
     ("model", "dtype"): ("float32", "bfloat16", "float16"),
     ("model", "stem"): ("cifar", "imagenet"),
-    ("model", "pooling"): ("cls", "mean"),
+    ("model", "pooling"): ("cls", "gap", "mean"),
     ("model", "pos_embedding"): ("sincos", "learned"),
     ("eval", "linear_variant"): ("standard", "mae"),
     ("model.decoder", "kind"): ("none", "transformer", "linear", "conv", "predictor"),

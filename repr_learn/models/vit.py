@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+POOLINGS = ("cls", "gap", "mean")
 # name -> (width, depth, heads, mlp_dim)
 VIT_SIZES = {
     "vit_test": (32, 2, 2, 64),   # tests only
@@ -122,8 +123,10 @@ class ViT(nn.Module):
   Attributes:
     width, depth, num_heads, mlp_dim: the transformer's size.
     patch_size: side of the square patches.
-    pooling: 'cls' (class token) or 'mean' (average of patch tokens, no class
-      token, as I-JEPA).
+    pooling: 'cls' (class token), 'gap' (class token kept in the sequence,
+      features = average of the patch tokens: MAE's global_pool, the pooling
+      SimMIM, MaskFeat and data2vec 2.0 fine-tune with) or 'mean' (average of
+      patch tokens, no class token, as I-JEPA).
     pos_embedding: 'sincos' (fixed 2-D) or 'learned' (created for
       `image_size`, resampled bicubically for other input sizes).
     image_size: the resolution learned positions are created for.
@@ -152,11 +155,11 @@ class ViT(nn.Module):
 
   @property
   def has_cls(self) -> bool:
-    return self.pooling == "cls"
+    return self.pooling in ("cls", "gap")
 
   def setup(self):
-    if self.pooling not in ("cls", "mean"):
-      raise ValueError(f"Unknown pooling {self.pooling!r}; use 'cls' or 'mean'.")
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"Unknown pooling {self.pooling!r}; use one of {POOLINGS}.")
     if self.pos_embedding not in ("sincos", "learned"):
       raise ValueError(f"Unknown pos_embedding {self.pos_embedding!r}; use 'sincos' or 'learned'.")
     self.patch_embed = nn.Conv(self.width, (self.patch_size,) * 2,
@@ -246,7 +249,10 @@ class ViT(nn.Module):
     return out
 
   def pool(self, tokens) -> jax.Array:
-    pooled = tokens[:, 0] if self.has_cls else jnp.mean(tokens, axis=1)
+    if self.pooling == "cls":
+      pooled = tokens[:, 0]
+    else:
+      pooled = jnp.mean(tokens[:, 1:] if self.has_cls else tokens, axis=1)
     return pooled.astype(jnp.float32)
 
   def __call__(self, x, train: bool = False):
