@@ -44,13 +44,19 @@ def test_vit_sizes_pooling_and_positions():
     params = jax.eval_shape(lambda: backbone.init(jax.random.PRNGKey(0), x))["params"]
     assert _param_count(params) / 1e6 == pytest.approx(millions, rel=0.03)
   x = jax.random.normal(jax.random.PRNGKey(1), (2, 16, 16, 3))
-  for pooling in ("cls", "mean"):
+  for pooling in ("cls", "gap", "mean"):
     for pos in ("sincos", "learned"):
       backbone = models.build_backbone(_model_config(backbone="vit_test", patch_size=4,
-                                                     pooling=pooling, pos_embedding=pos))
+                                                     pooling=pooling, pos_embedding=pos),
+                                       image_size=16)
       variables = backbone.init(jax.random.PRNGKey(0), x)
-      assert backbone.apply(variables, x).shape == (2, 32)
+      pooled = backbone.apply(variables, x)
+      assert pooled.shape == (2, 32)
       assert ("pos_embedding" in variables["params"]) == (pos == "learned")
+      assert ("cls_token" in variables["params"]) == (pooling != "mean")
+      tokens = backbone.apply(variables, x, method=backbone.encode)["tokens"]
+      expected = {"cls": tokens[:, 0], "gap": tokens[:, 1:].mean(1), "mean": tokens.mean(1)}
+      np.testing.assert_allclose(pooled, expected[pooling], rtol=1e-5, atol=1e-6)
 
 
 def test_sincos_positions_formula():

@@ -119,13 +119,19 @@ def test_moco_v2_shuffle_bn_encodes_keys_per_device():
                                     and m != "simclr"])
 def test_trains_from_smoke_config(method, tmp_path, tfds_dir, request):
   config = _run_config(method, tfds_dir, request)
+  has_head = config.model.prototypes.num_prototypes > 0 or method == "deepcluster_v2"
+  if not has_head and method != "mae":
+    # k-means on the features is the same code for every method (checked here
+    # for the head methods and for MAE); skipping it saves a compile per method.
+    config.eval.protocols = ",".join(
+        p for p in config.eval.protocols.split(",") if p != "clustering")
   result = train.train_and_evaluate(config, str(tmp_path))
   assert int(result.state.step) == config.num_steps and 0 <= result.eval["knn"]["top1"] <= 100
   assert (tmp_path / "eval" / "knn.json").exists()
-  clustering = json.loads((tmp_path / "eval" / "clustering.json").read_text())
-  assert set(clustering["kmeans"]) == {"acc", "nmi", "ari", "num_clusters"}
-  has_head = config.model.prototypes.num_prototypes > 0 or method == "deepcluster_v2"
-  assert ("head" in clustering) == has_head
+  if "clustering" in config.eval.protocols:
+    clustering = json.loads((tmp_path / "eval" / "clustering.json").read_text())
+    assert set(clustering["kmeans"]) == {"acc", "nmi", "ari", "num_clusters"}
+    assert ("head" in clustering) == has_head
 
 
 @pytest.mark.slow
