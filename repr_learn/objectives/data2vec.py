@@ -39,7 +39,7 @@ class Data2Vec2(mim.RepresentationTargetObjective):
     grid = backbone.grid(images.shape[1])
     num_patches = grid * grid
     num_keep = num_patches - masking.num_masked(num_patches, c.mask_ratio)
-    mask_rng, net_rng = jax.random.split(rng)
+    mask_rng, net_rng = self.split_rng(rng)
 
     teacher, _ = self.apply(extra["target_params"], batch_stats, images, train=False,
                             method=self.network.encode, return_blocks=True)

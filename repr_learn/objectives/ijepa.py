@@ -42,7 +42,7 @@ class IJEPA(mim.RepresentationTargetObjective):
     images = views[0]
     backbone = self.network.backbone
     grid = backbone.grid(images.shape[1])
-    mask_rng, net_rng = jax.random.split(rng)
+    mask_rng, net_rng = self.split_rng(rng)
     masks = self.sample_masks(mask_rng, images.shape[0], grid)
 
     teacher, _ = self.apply(extra["target_params"], batch_stats, images, train=False,

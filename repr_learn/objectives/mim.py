@@ -29,7 +29,7 @@ class MaskedModelingObjective(base.Objective):
   """Shared pieces: the token grid of the (single) view and the rng split."""
 
   name = "masked_modeling"
-  # Draws `Reconstruction`s for DIR/plots/reconstructions.png (pixel targets).
+  # Has `reconstruct` (pixel targets): the reconstructions protocol draws it.
   reconstructs: ClassVar[bool] = False
 
   @property
