@@ -138,7 +138,7 @@ def test_trains_from_smoke_config(method, tmp_path, tfds_dir, request):
 @pytest.mark.parametrize("method", WITH_EXTRA_STATE)
 def test_resume_restores_extra_state_exactly(method, tmp_path, tfds_dir, request):
   config = _run_config(method, tfds_dir, request)
-  config.eval.protocols = "knn"
+  config.eval.protocols = ""  # the states are compared; evaluation is tested elsewhere
   straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
   train.train_and_evaluate(config, str(tmp_path / "resumed"), interrupt_after_steps=2)
   resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
@@ -150,7 +150,6 @@ def test_resume_restores_extra_state_exactly(method, tmp_path, tfds_dir, request
     assert not np.any(neighbours == np.arange(len(neighbours))[:, None])
   assert jax.tree.structure(a) == jax.tree.structure(b)
   jax.tree.map(np.testing.assert_array_equal, a, b)
-  assert straight.eval["knn"]["top1"] == resumed.eval["knn"]["top1"]
 
 
 def test_vit_backbone_trains_with_a_siamese_objective():
