@@ -198,11 +198,13 @@ def run(protocols: list[Protocol], state, step: int, workdir: str | None, *,
   when a baseline is given, writes `DIR/eval/<name>.json` when `workdir` is set."""
   results = {}
   for protocol in protocols:
+    # The reference first: a protocol that draws into DIR/plots/ then leaves the
+    # trained encoder's picture there.
+    reference = (_random_init_result(protocol, baseline, workdir)
+                 if baseline is not None and protocol.headline else {})
     result = protocol.evaluate(state, step)
-    if baseline is not None and protocol.headline:
-      reference = _random_init_result(protocol, baseline, workdir)
-      result.update({f"random_init_{k}": reference[k] for k in protocol.headline
-                     if k in reference})
+    result.update({f"random_init_{k}": reference[k] for k in protocol.headline
+                   if k in reference})
     if workdir is not None:
       write(workdir, protocol.name, result)
     logging.info("%s at step %d: %s", protocol.name, step,

@@ -83,8 +83,10 @@ class PixelObjective(MaskedModelingObjective):
     pixels = masked_losses.patchify(images, p)
     predicted = loss_out["pixels"]
     if loss_out.get("normalized", False):
-      # norm-pix predictions are in per-patch normalised units; shown with the
-      # original patch's mean and spread (MAE's visualisation does the same).
+      # norm-pix predictions are in per-patch normalised units: they are shown
+      # with the original patch's mean and spread, so the picture (and the
+      # protocol's error) judges only the pattern predicted inside each patch.
+      # (MAE's own demo uses a model trained on raw pixels for this reason.)
       mean = jnp.mean(pixels, axis=-1, keepdims=True)
       std = jnp.std(pixels, axis=-1, keepdims=True, ddof=1)
       predicted = predicted * std + mean
