@@ -53,7 +53,6 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.objective.update(num_clones=2, top_k_blocks=2, block_size=2, ema_ramp_steps=4)
     c.model.decoder.update(depth=2)
   elif variant == "digits":
-    c.num_epochs = 30.0  # a teacher on every token: several times MAE's step cost
     c.objective.update(num_clones=2, top_k_blocks=4, mask_ratio=0.6, block_size=2,
                        ema_start=0.996, ema_end=0.9999, ema_ramp_steps=300)
     c.model.decoder.update(width=96, depth=3, groups=1)  # grouped convs are slow on XLA:CPU

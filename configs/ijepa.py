@@ -52,7 +52,6 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   if variant == "smoke":
     c.objective.update(context_tokens=8)
   elif variant == "digits":
-    c.num_epochs = 30.0  # a teacher on every token: several times MAE's step cost
     c.objective.update(context_tokens=32)
     c.model.decoder.update(width=64, depth=2, num_heads=3, mlp_dim=256)
   elif variant == "cifar10":

@@ -54,7 +54,6 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   elif variant == "smoke":
     c.objective.mask_patch_size = 8
   elif variant == "digits":
-    c.num_epochs = 30.0  # every token through the encoder: 4x MAE's cost per step
     c.objective.mask_patch_size = 4
   elif variant == "cifar10":
     c.objective.mask_patch_size = 8
