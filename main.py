@@ -40,9 +40,29 @@ def parse_flags(argv):
     sys.exit(2)
 
 
+def _fail(message: str) -> None:
+  """The one line a user sees for a problem they can fix; exit status 1."""
+  logging.error("%s", message)
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(1)
+
+
+def _load_config():
+  """The --config value, or a one-line error for a file that does not load."""
+  config = _CONFIG.value
+  try:
+    config.get("objective")  # A failed load only raises when the config is used.
+  except OSError as e:
+    detail = [l.strip() for l in str(e).splitlines() if l.strip()][-1]
+    _fail(f"cannot load --config ({detail}); the configs are configs/<method>.py[:variant].")
+  return config
+
+
 def main(argv):
   del argv
+  config = _load_config()
   import jax  # After flag parsing so --help stays fast.
+  import flax
   if _COORDINATOR.value or _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
@@ -50,17 +70,24 @@ def main(argv):
   logging.info("JAX process %d/%d, %d local / %d global devices (%s).",
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.devices()[0].platform)
+  from repr_learn import preemption
   from repr_learn import train
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value,
-                             interrupt_after_steps=_INTERRUPT.value)
+    result = train.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value,
+                                      interrupt_after_steps=_INTERRUPT.value)
   except (KeyError, ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as e:
     # Configuration and data problems: one line that says what to do.
-    message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-    logging.error("%s", message)
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
-
+    _fail(e.args[0] if isinstance(e, KeyError) and e.args else str(e))
+  except (flax.errors.FlaxError, TypeError) as e:
+    # Shape errors inside the network: the config's model does not fit its data.
+    logging.debug("Model error", exc_info=True)
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    _fail(f"the network cannot run on this config's inputs ({type(e).__name__}: {first[:300]}); "
+          "check config.model (backbone, patch_size) against config.augment.crop_size, "
+          "or rerun with --verbosity=1 for the traceback.")
+  if result.stopped == preemption.StopReason.PREEMPTED:
+    # Checkpoint saved; the launchers requeue on this status (launch/).
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
 
 if __name__ == "__main__":
   app.run(main, flags_parser=parse_flags)

@@ -1,20 +1,68 @@
 """Saving and restoring runs; the only module that imports orbax.
 
-A checkpoint holds the whole `TrainState` and the data iterator's position, so
-resuming continues the exact sequence of batches and random numbers.
+A checkpoint holds the whole `TrainState`, the data iterator's position, and a
+CRC-32 digest of every state array, so resuming continues the exact sequence of
+batches and random numbers, and a damaged file (a flipped bit, a truncated
+array) is detected on restore instead of training on silently wrong weights.
 """
 
 import logging as logging_std
 import os
+import shutil
+import time
+import zlib
 from typing import Any
 
 from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
 import orbax.checkpoint as ocp
 
+from repr_learn import parallel
 from repr_learn import train_state as train_state_lib
 
 STATE_ITEM = "state"
 DATA_ITEM = "data_iterator"
+DIGEST_ITEM = "digest"
+ITEMS = (STATE_ITEM, DATA_ITEM, DIGEST_ITEM)
+
+
+def _host_leaves(tree: Any) -> dict[str, np.ndarray]:
+  """Path -> host copy of each array (replicated ones from this process's shard)."""
+  def host(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x = jax.random.key_data(x)
+    if isinstance(x, jax.Array):
+      return np.asarray(x.addressable_data(0) if x.is_fully_replicated else parallel.fetch(x))
+    return np.asarray(x)
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {_path_name(path): host(x) for path, x in flat}
+
+
+def _path_name(path) -> str:
+  """'params/backbone/kernel' for a TrainState field or the same nested dict,
+  so a state restored without a target checks against its digest too."""
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def state_digest(tree: Any) -> dict[str, str]:
+  """Path -> 'dtype shape crc32' of every array of `tree`."""
+  return {path: f"{x.dtype} {x.shape} {zlib.crc32(np.ascontiguousarray(x).data):08x}"
+          for path, x in _host_leaves(tree).items()}
+
+
+def _verify(state: Any, digest: dict[str, str] | None) -> None:
+  """Raises ValueError if `state` differs from its saved digest or holds
+  non-finite parameters."""
+  if digest is not None:
+    bad = [k for k, v in state_digest(state).items() if digest.get(k) != v]
+    if bad:
+      raise ValueError(f"digest mismatch in {len(bad)} array(s), first {bad[0]}")
+  params = state.params if hasattr(state, "params") else state["params"]
+  for path, x in _host_leaves(params).items():
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+      raise ValueError(f"non-finite values in parameter {path}")
 
 
 class _QuietOrbaxInfo(logging_std.Filter):
@@ -28,6 +76,16 @@ def _quiet_orbax() -> None:
   handler = logging.get_absl_handler()
   if not any(isinstance(f, _QuietOrbaxInfo) for f in handler.filters):
     handler.addFilter(_QuietOrbaxInfo())
+  _one_writer_per_array()
+
+
+def _one_writer_per_array() -> None:
+  """Each replicated array is written whole by one device, as orbax already
+  does on GPUs. Its CPU default (replica-parallel) slices every array per
+  replica first: 1,576 eager slices and 2.9 s per save of a DINO smoke state on
+  8 CPU devices, for arrays of a few kilobytes."""
+  ocp.type_handlers.register_type_handler(
+      jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
 
 
 class CheckpointError(RuntimeError):
@@ -43,8 +101,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, save_interval_steps=every_steps, create=True,
         enable_async_checkpointing=True, cleanup_tmp_directories=True)
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM))
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -63,8 +120,33 @@ class Checkpointer:
         args=ocp.args.Composite(**{
             STATE_ITEM: ocp.args.StandardSave(state),
             DATA_ITEM: ocp.args.JsonSave(data_state),
+            DIGEST_ITEM: ocp.args.JsonSave(state_digest(state)),
         }),
         force=force)
+
+  def _restore_step(self, step: int, abstract) -> tuple[Any, dict[str, Any]]:
+    """One step's state and data position, verified against its digest."""
+    has_digest = os.path.isdir(os.path.join(self.directory, str(step), DIGEST_ITEM))
+    items = {STATE_ITEM: ocp.args.StandardRestore(abstract), DATA_ITEM: ocp.args.JsonRestore()}
+    if has_digest:  # Checkpoints written before digests existed restore unverified.
+      items[DIGEST_ITEM] = ocp.args.JsonRestore()
+    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    _verify(restored[STATE_ITEM], dict(restored[DIGEST_ITEM]) if has_digest else None)
+    return restored[STATE_ITEM], dict(restored[DATA_ITEM])
+
+  def _move_aside(self, steps: list[int]) -> None:
+    """Moves unreadable steps out of the way (not deleted: nothing is lost), so
+    the re-trained step can be saved under the same number."""
+    aside = f"{self.directory}.unreadable"
+    if jax.process_index() == 0:
+      os.makedirs(aside, exist_ok=True)
+      for step in steps:
+        target = os.path.join(aside, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(os.path.join(self.directory, str(step)), target)
+        logging.warning("Moved the unreadable checkpoint at step %d to %s.", step, target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("repr_learn: unreadable checkpoints moved")
+    self._manager.reload()
 
   def restore_latest(self, target: train_state_lib.TrainState
                      ) -> tuple[train_state_lib.TrainState, dict[str, Any]] | None:
@@ -78,23 +160,24 @@ class Checkpointer:
     if not steps:
       return None
     abstract = train_state_lib.abstract_like(target)
-    failures = []
+    failures, unreadable = [], []
     for step in reversed(steps):
       try:
-        restored = self._manager.restore(step, args=ocp.args.Composite(**{
-            STATE_ITEM: ocp.args.StandardRestore(abstract),
-            DATA_ITEM: ocp.args.JsonRestore(),
-        }))
+        restored = self._restore_step(step, abstract)
       except Exception as e:  # orbax raises many types for damaged files.
         reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
         failures.append(f"step {step} ({reason})")
+        unreadable.append(step)
         logging.error("Checkpoint at step %d in %s is unreadable (%s); trying "
                       "the previous one.", step, self.directory, reason)
         continue
       if failures:
         logging.warning("Resumed from step %d because newer checkpoints were "
                         "unreadable: %s", step, "; ".join(failures))
-      return restored[STATE_ITEM], dict(restored[DATA_ITEM])
+        # An older step fits the same state, so the newer ones are damaged, not
+        # from another configuration.
+        self._move_aside(unreadable)
+      return restored
     raise CheckpointError(
         f"No readable checkpoint in {self.directory} ({'; '.join(failures)}); "
         "fix or move that directory away to start over.")
@@ -118,19 +201,33 @@ def read_latest_variables(directory: str) -> tuple[dict[str, Any], dict[str, Any
                             "from first, or fix model.init_from.")
   _quiet_orbax()
   manager = ocp.CheckpointManager(
-      directory, item_names=(STATE_ITEM, DATA_ITEM),
+      directory, item_names=ITEMS,
       options=ocp.CheckpointManagerOptions(create=False, read_only=True))
   try:
-    step = manager.latest_step()
-    if step is None:
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
       raise FileNotFoundError(f"No checkpoints in {directory}: train the run to start "
                               "from first, or fix model.init_from.")
-    try:
-      restored = manager.restore(step, args=ocp.args.Composite(**{
-          STATE_ITEM: ocp.args.StandardRestore()}))[STATE_ITEM]
-    except Exception as e:  # orbax raises many types for damaged files.
-      raise CheckpointError(f"Checkpoint at step {step} in {directory} is unreadable "
-                            f"({type(e).__name__}); pick another run for model.init_from.") from None
+    failures = []
+    for step in steps:
+      has_digest = os.path.isdir(os.path.join(directory, str(step), DIGEST_ITEM))
+      items = {STATE_ITEM: ocp.args.StandardRestore()}
+      if has_digest:
+        items[DIGEST_ITEM] = ocp.args.JsonRestore()
+      try:
+        restored = manager.restore(step, args=ocp.args.Composite(**items))
+        _verify(restored[STATE_ITEM], dict(restored[DIGEST_ITEM]) if has_digest else None)
+      except Exception as e:  # orbax raises many types for damaged files.
+        failures.append(f"step {step} ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
+        logging.error("Checkpoint %s in %s is unreadable; trying the previous one.",
+                      failures[-1], directory)
+        continue
+      if failures:
+        logging.warning("Initialising from step %d of %s: newer checkpoints are unreadable.",
+                        step, directory)
+      state = restored[STATE_ITEM]
+      return dict(state["params"]), dict(state.get("batch_stats") or {}), int(step)
+    raise CheckpointError(f"No readable checkpoint in {directory} ({'; '.join(failures)}); "
+                          "pick another run for model.init_from.")
   finally:
     manager.close()
-  return dict(restored["params"]), dict(restored.get("batch_stats") or {}), int(step)

@@ -26,6 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.data_dir = config_dict.placeholder(str)    # TFDS data_dir, or the image folder
   c.data.manual_dir = config_dict.placeholder(str)  # ImageNet tars (imagenet2012)
   c.data.eval_dir = config_dict.placeholder(str)    # image_folder: labeled test folder
+  c.data.bad_images = "error"       # image_folder files that do not decode: error (list them) | skip
   c.data.worker_count = 0           # grain worker processes (0: in the main process)
 
   c.augment = ml_collections.ConfigDict()
@@ -135,6 +136,7 @@ _CHOICES = {
     ("model", "pooling"): ("cls", "gap", "mean"),
     ("model", "pos_embedding"): ("sincos", "learned"),
     ("eval", "linear_variant"): ("standard", "mae"),
+    ("data", "bad_images"): ("error", "skip"),
     ("model.decoder", "kind"): ("none", "transformer", "linear", "conv", "predictor"),
     ("model.projector", "activation"): ("relu", "gelu"),
     ("model.prototypes", "kind"): ("cosine", "student_t"),
@@ -186,9 +188,36 @@ def validate(config: ml_collections.ConfigDict) -> None:
   from repr_learn.evaluation import protocols  # Local import: protocols import objectives.
   protocols.parse_names(config.eval.protocols)
   protocols.parse_names(config.eval.periodic_protocols)
-  if config.batch_size <= 0:
-    raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
-  if config.num_steps is None and config.num_epochs <= 0:
+  _check_ranges(config)
+
+
+# Integer fields that must be >= 1, and numeric fields that must be >= 0.
+_AT_LEAST_ONE = ("batch_size", "eval.batch_size", "log_every_steps", "checkpoint_every_steps",
+                 "keep_checkpoints")
+_NON_NEGATIVE = ("eval.every_steps", "optimizer.weight_decay", "optimizer.warmup_epochs",
+                 "optimizer.warmup_start_lr", "optimizer.min_lr", "optimizer.clip_global_norm")
+
+
+def _check_ranges(config: ml_collections.ConfigDict) -> None:
+  """One-line errors for values that would crash later or silently misbehave
+  (`keep_checkpoints=0` would delete every checkpoint)."""
+  def get(dotted):
+    value = config
+    for part in dotted.split("."):
+      value = value[part]
+    return value
+  for key in _AT_LEAST_ONE:
+    if get(key) < 1:
+      raise ValueError(f"config.{key} must be at least 1, got {get(key)}.")
+  for key in _NON_NEGATIVE:
+    if get(key) < 0:
+      raise ValueError(f"config.{key} must not be negative, got {get(key)}.")
+  if not config.optimizer.base_lr > 0:
+    raise ValueError(f"config.optimizer.base_lr must be positive, got {config.optimizer.base_lr}.")
+  if config.num_steps is not None and config.num_steps < 1:
+    raise ValueError(f"config.num_steps must be at least 1 (or None to use num_epochs), "
+                     f"got {config.num_steps}.")
+  if config.num_steps is None and not config.num_epochs > 0:
     raise ValueError("Set config.num_epochs > 0 or config.num_steps.")
 
 

@@ -41,19 +41,20 @@ class TrainState:
   probe: PyTree = dataclasses.field(default_factory=dict)
 
 
-def create(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
-           tx: optax.GradientTransformation, rng: jax.Array, mesh: Mesh,
-           probe: Callable[[], PyTree] | None = None) -> TrainState:
-  """Builds the state directly with its final (replicated) sharding.
+def initializer(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
+                tx: optax.GradientTransformation, mesh: Mesh,
+                probe: Callable[[], PyTree] | None = None
+                ) -> Callable[[jax.Array], TrainState]:
+  """rng -> the state, built directly with its final (replicated) sharding.
 
   Following big_vision, the shapes come from `eval_shape` and the state is
   created by a jitted initialiser with `out_shardings`, so no full copy ever
-  lives on one device first.
+  lives on one device first. The returned function is compiled once and can
+  be called again (the random-init baseline rebuilds the same state).
 
   Args:
     init_fn: rng -> (params, batch_stats, extra).
     tx: the optimizer.
-    rng: seed key.
     mesh: the device mesh.
     probe: builds the online probe's initial state (None: no probe).
   """
@@ -67,9 +68,16 @@ def create(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
                       first_nonfinite_step=jnp.full((), -1, jnp.int32),
                       probe=probe() if probe is not None else {})
 
-  abstract = jax.eval_shape(init, rng)
+  abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
   shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
-  return jax.jit(init, out_shardings=shardings)(rng)
+  return jax.jit(init, out_shardings=shardings)
+
+
+def create(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
+           tx: optax.GradientTransformation, rng: jax.Array, mesh: Mesh,
+           probe: Callable[[], PyTree] | None = None) -> TrainState:
+  """The state of seed `rng` (see `initializer`)."""
+  return initializer(init_fn, tx, mesh, probe)(rng)
 
 
 def abstract_like(state: TrainState) -> TrainState:

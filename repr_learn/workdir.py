@@ -1,21 +1,30 @@
-"""The run directory: writability, identity of the run it holds, config.json.
+"""The run directory: writability, the live run's lock, the identity of the
+run it holds, config.json.
 
 A workdir belongs to one run. Resuming is automatic, so a workdir that holds a
 run of another method, dataset, model or batch size is refused instead of
 mixing the two; `overwrite=True` moves the old run aside rather than deleting.
+While a run is live it holds a lock, so a second run started on the same
+workdir is refused instead of interleaving checkpoints and metrics.
 """
 
+import datetime
+import errno
+import fcntl
 import json
 import os
+import socket
 import time
 
+from absl import logging
 import jax
 import ml_collections
 
 CONFIG_FILE = "config.json"
-# Fields that define which run a workdir holds.
-IDENTITY_KEYS = ("objective.name", "data.name", "model.backbone", "model.width",
-                 "batch_size")
+LOCK_PREFIX = ".lock"
+# Config fields (or whole sections) that define which run a workdir holds: a
+# checkpoint of one cannot be resumed by another. Sections compare leaf by leaf.
+IDENTITY_KEYS = ("objective", "model", "data.name", "augment.crop_size", "batch_size")
 
 
 class WorkdirError(RuntimeError):
@@ -26,6 +35,67 @@ def _lookup(tree: dict, dotted: str):
   for part in dotted.split("."):
     tree = tree.get(part) if isinstance(tree, dict) else None
   return tree
+
+
+def _leaves(tree, prefix: str) -> dict:
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  out = {}
+  for k, v in tree.items():
+    out.update(_leaves(v, f"{prefix}.{k}"))
+  return out
+
+
+def identity_differences(old: dict, new: dict) -> list[str]:
+  """'field: old -> new' for each identity field that differs."""
+  diffs = []
+  for key in IDENTITY_KEYS:
+    a, b = _leaves(_lookup(old, key), key), _leaves(_lookup(new, key), key)
+    diffs += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+              if a.get(k) != b.get(k)]
+  return diffs
+
+
+class RunLock:
+  """An exclusive lock on the workdir for as long as this run lives.
+
+  One lock file per process (`.lock.<process_index>`), held with `flock`: the
+  kernel releases it when the process dies, however it dies, so a stale lock
+  of a killed run never blocks its rerun. The file names the holder for the
+  error message. On a file system without `flock` the run goes on with a
+  warning (two runs could then share the workdir undetected).
+  """
+
+  def __init__(self, workdir: str):
+    self.workdir = workdir
+    self.path = os.path.join(workdir, f"{LOCK_PREFIX}.{jax.process_index()}")
+    self._fd = None
+
+  def __enter__(self) -> "RunLock":
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        logging.warning("Cannot lock %s (%s): a second run on this workdir would not "
+                        "be detected.", self.path, e.strerror)
+        os.close(fd)
+        return self
+      holder = os.pread(fd, 1000, 0).decode(errors="replace").strip() or "another process"
+      os.close(fd)
+      raise WorkdirError(f"Workdir {self.workdir!r} is in use by a live run ({holder}); "
+                         "wait for it to finish, or pass another --workdir.") from None
+    os.ftruncate(fd, 0)
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode(), 0)
+    self._fd = fd
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self._fd is not None:
+      fcntl.flock(self._fd, fcntl.LOCK_UN)
+      os.close(self._fd)
+      self._fd = None
 
 
 def ensure_writable(workdir: str) -> None:
@@ -52,20 +122,19 @@ def claim(workdir: str, config: ml_collections.ConfigDict, *, overwrite: bool) -
     return
   with open(path) as f:
     old = json.load(f)
-  new = config.to_dict()
-  diffs = [f"{k}: {_lookup(old, k)!r} -> {_lookup(new, k)!r}"
-           for k in IDENTITY_KEYS if _lookup(old, k) != _lookup(new, k)]
+  diffs = identity_differences(old, config.to_dict())
   if not diffs:
     return
   if not overwrite:
+    shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
     raise WorkdirError(
-        f"Workdir {workdir!r} holds a different run ({'; '.join(diffs)}); use a new "
+        f"Workdir {workdir!r} holds a different run ({shown}); use a new "
         "--workdir, or pass --overwrite to move the old run aside.")
   if jax.process_index() == 0:
     aside = os.path.join(workdir, time.strftime("replaced-%Y%m%d-%H%M%S"))
     os.makedirs(aside)
     for name in os.listdir(workdir):
-      if not name.startswith("replaced-"):
+      if not name.startswith(("replaced-", LOCK_PREFIX)):
         os.rename(os.path.join(workdir, name), os.path.join(aside, name))
 
 

@@ -43,6 +43,10 @@ def pytest_configure(config):
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+  # Image-folder scan verdicts (repr_learn.data.image_folder) stay out of ~/.cache.
+  user_cache = tempfile.mkdtemp(prefix="repr_learn_user_cache_")
+  config.add_cleanup(lambda: shutil.rmtree(user_cache, ignore_errors=True))
+  os.environ["XDG_CACHE_HOME"] = user_cache
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,14 @@
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
+
+from repr_learn import preemption
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -49,3 +53,30 @@ def test_overrides_reach_the_run_and_bad_data_fails_cleanly(tmp_path):
               f"--config.data.data_dir={data_dir}", f"--workdir={tmp_path / 'run2'}")
   assert proc.returncode == 1
   assert "python -m repr_learn.data.prepare --dataset=cifar10" in _error_line(proc)
+
+
+def test_misspelt_config_file(tmp_path):
+  proc = _run("--config=configs/simclrr.py", f"--workdir={tmp_path}")
+  assert proc.returncode == 1
+  assert "No such file or directory: 'configs/simclrr.py'" in _error_line(proc)
+  assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_exits_with_the_requeue_status(tmp_path, tfds_dir):
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0")
+  log = tmp_path / "log.txt"
+  with open(log, "w") as out:
+    proc = subprocess.Popen(
+        [sys.executable, "main.py", "--config=configs/simclr.py:smoke",
+         "--config.num_steps=100000", f"--config.data.data_dir={tfds_dir}",
+         f"--workdir={tmp_path / 'run'}"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    while "Training simclr on" not in log.read_text():
+      assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=240) == preemption.PREEMPTED_EXIT_CODE, log.read_text()[-3000:]
+  steps = [int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()]
+  assert len(steps) >= 1 and f"Stopped at step {max(steps)} (preempted)" in log.read_text()

@@ -10,13 +10,14 @@ import pytest
 import tensorflow_datasets as tfds
 
 from repr_learn.data import catalog
+from repr_learn.data import image_folder
 from repr_learn.data import pipeline
 from repr_learn.data import sources
 
 
 def data_config(data_dir=None, manual_dir=None, eval_dir=None):
   return ml_collections.ConfigDict(dict(data_dir=data_dir, manual_dir=manual_dir,
-                                        eval_dir=eval_dir, worker_count=0))
+                                        eval_dir=eval_dir, worker_count=0, bad_images="error"))
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,46 @@ def test_image_folder_without_classes_is_unlabeled(tmp_path):
   _write_images(tmp_path, [f"{i}.png" for i in range(5)] + ["nested/x.png"])
   cfg = data_config(str(tmp_path))
   train = sources.open_source(catalog.get_spec("image_folder"), "train", cfg)
-  assert int(train[0]["label"]) == -1
+  assert int(train[0]["label"]) == -1 and np.all(train.labels == -1)
+  assert len(train) + len(sources.open_source(catalog.get_spec("image_folder"), "test", cfg)) == 6
+
+
+def test_stray_top_level_files_do_not_unlabel_a_class_folder(tmp_path, caplog):
+  _write_images(tmp_path, [f"cat/{i}.png" for i in range(4)] + [f"dog/{i}.png" for i in range(4)]
+                + ["stray.png"])
+  (tmp_path / "README.txt").write_text("about these photos")
+  paths, labels, classes = image_folder.scan(str(tmp_path))
+  assert classes == ["cat", "dog"] and sorted(set(labels.tolist())) == [0, 1]
+  assert len(paths) == 8 and not any(p.endswith("stray.png") for p in paths)
+  assert "README.txt" in caplog.text and "stray.png" in caplog.text
+
+
+def test_undecodable_images_are_named_at_start_up_or_skipped(tmp_path):
+  _write_images(tmp_path, [f"cat/{i}.jpg" for i in range(5)] + [f"dog/{i}.jpg" for i in range(5)])
+  whole = (tmp_path / "dog" / "3.jpg").read_bytes()
+  (tmp_path / "dog" / "3.jpg").write_bytes(whole[:len(whole) // 2])  # truncated
+  (tmp_path / "cat" / "0.jpg").write_bytes(b"not an image")
+  spec = catalog.get_spec("image_folder")
+  with pytest.raises(image_folder.BadImagesError,
+                     match=r"2 file\(s\) .* \(cat/0.jpg, dog/3.jpg\); .*bad_images=skip"):
+    sources.open_source(spec, "train", data_config(str(tmp_path)))
+  cfg = data_config(str(tmp_path))
+  cfg.bad_images = "skip"
+  train, test = (sources.open_source(spec, split, cfg) for split in ("train", "test"))
+  assert len(train) + len(test) == 8
+  for i in range(len(train)):  # every remaining file decodes
+    assert train[i]["image"].shape == (spec.image_size, spec.image_size, 3)
+  # A repaired file is checked again (the cached verdict is per size and mtime).
+  (tmp_path / "dog" / "3.jpg").write_bytes(whole)
+  assert image_folder.find_unreadable(str(tmp_path), [str(tmp_path / "dog" / "3.jpg")]) == []
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+  ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+  Image.fromarray(ramp).save(tmp_path / "wide.png")
+  decoded = image_folder.decode(str(tmp_path / "wide.png"))
+  assert decoded.dtype == np.uint8 and decoded.shape == (64, 64, 3)
+  np.testing.assert_array_equal(decoded[..., 0], np.round(ramp / 257.0).astype(np.uint8))
 
 
 def test_image_folder_errors(tmp_path):

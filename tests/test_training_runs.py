@@ -5,14 +5,19 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 
 from configs import scan as scan_config
 from configs import simclr as simclr_config
 from repr_learn import checkpointing
+from repr_learn import config_schema
+from repr_learn import parallel
+from repr_learn import preemption
 from repr_learn import train
 from repr_learn import workdir as workdir_lib
 from repr_learn.data import catalog
@@ -55,13 +60,25 @@ def test_smoke_run_writes_the_contract_files(tmp_path, data_dir):
   assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
 
 
-def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path, data_dir):
+def test_sigterm_checkpoints_and_the_rerun_equals_an_uninterrupted_run(tmp_path, data_dir,
+                                                                       monkeypatch):
   config = smoke_config(data_dir, num_steps=6)
   straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
-  first = train.train_and_evaluate(config, str(tmp_path / "resumed"), interrupt_after_steps=3)
-  assert int(first.state.step) == 3
+  # SIGTERM arrives while step 3's batch is being assembled.
+  calls, original = [], parallel.global_batch
+  def global_batch_then_sigterm(local, mesh):
+    calls.append(1)
+    if len(calls) == 3:
+      signal.raise_signal(signal.SIGTERM)
+    return original(local, mesh)
+  monkeypatch.setattr(parallel, "global_batch", global_batch_then_sigterm)
+  first = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  monkeypatch.undo()
+  assert first.stopped == preemption.StopReason.PREEMPTED and int(first.state.step) == 3
+  assert (tmp_path / "resumed" / "checkpoints" / "3").is_dir()
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
   resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
-  assert int(resumed.state.step) == 6
+  assert int(resumed.state.step) == 6 and resumed.stopped is None
   jax.tree.map(np.testing.assert_array_equal, _params(straight.state), _params(resumed.state))
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight.state.opt_state),
                jax.device_get(resumed.state.opt_state))
@@ -70,29 +87,74 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path, data_dir):
   assert steps == sorted(steps)  # the interrupted run's lines are not duplicated
 
 
-def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, data_dir, caplog):
+def _checkpoint_steps(directory):
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def test_damaged_latest_checkpoint_is_detected_set_aside_and_retrained(tmp_path, data_dir,
+                                                                       caplog):
   config = smoke_config(data_dir, num_steps=4)
   train.train_and_evaluate(config, str(tmp_path))
   ckpt_dir = tmp_path / "checkpoints"
-  assert sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) == [2, 4]
-  for f in (ckpt_dir / "4" / checkpointing.STATE_ITEM).rglob("*"):
+  assert _checkpoint_steps(ckpt_dir) == [2, 4]
+  # Silent damage: step 4's state replaced by a well-formed but different one
+  # (step 2's). orbax reads it without complaint; only the digest can tell.
+  shutil.rmtree(ckpt_dir / "4" / checkpointing.STATE_ITEM)
+  shutil.copytree(ckpt_dir / "2" / checkpointing.STATE_ITEM, ckpt_dir / "4" / checkpointing.STATE_ITEM)
+  params, _, step = checkpointing.read_latest_variables(str(ckpt_dir))  # model.init_from's path
+  assert step == 2
+  assert "digest mismatch" in caplog.text
+  result = train.train_and_evaluate(config, str(tmp_path))
+  assert int(result.state.step) == 4
+  assert [p.name.split("-")[0] for p in (tmp_path / "checkpoints.unreadable").iterdir()] == ["4"]
+  # The re-trained step 4 replaced the bad one, so the next resume needs no fallback.
+  caplog.clear()
+  assert checkpointing.read_latest_variables(str(ckpt_dir))[2] == 4
+  assert "unreadable" not in caplog.text
+
+
+def test_bit_flip_and_garbage_are_detected(tmp_path, data_dir, caplog):
+  config = smoke_config(data_dir, num_steps=4)
+  train.train_and_evaluate(config, str(tmp_path))
+  ckpt_dir = tmp_path / "checkpoints"
+  files = [f for f in (ckpt_dir / "4" / checkpointing.STATE_ITEM).rglob("*") if f.is_file()]
+  biggest = max(files, key=lambda f: f.stat().st_size)
+  data = bytearray(biggest.read_bytes())
+  data[len(data) // 2] ^= 0x10
+  biggest.write_bytes(bytes(data))
+  assert checkpointing.read_latest_variables(str(ckpt_dir))[2] == 2
+  for f in (ckpt_dir / "2" / checkpointing.STATE_ITEM).rglob("*"):
     if f.is_file():
       f.write_bytes(b"garbage")
-  config.num_steps = 5
-  result = train.train_and_evaluate(config, str(tmp_path))
-  assert int(result.state.step) == 5
-  assert "unreadable" in caplog.text
-
-
-def test_all_checkpoints_corrupt_refuses_to_restart_silently(tmp_path, data_dir):
-  config = smoke_config(data_dir, num_steps=2)
-  train.train_and_evaluate(config, str(tmp_path))
-  for f in (tmp_path / "checkpoints").rglob("*"):
-    if f.is_file() and checkpointing.STATE_ITEM in str(f):
-      f.write_bytes(b"garbage")
-  config.num_steps = 3
   with pytest.raises(checkpointing.CheckpointError, match="No readable checkpoint"):
     train.train_and_evaluate(config, str(tmp_path))
+  assert _checkpoint_steps(ckpt_dir) == [2, 4]  # nothing moved when nothing fits
+
+
+def test_a_second_run_on_a_live_workdir_is_refused(tmp_path, data_dir):
+  config = smoke_config(data_dir, num_steps=2)
+  with workdir_lib.RunLock(str(tmp_path)):
+    with pytest.raises(workdir_lib.WorkdirError, match=rf"in use by a live run \(pid {os.getpid()} "):
+      train.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / "config.json").exists()
+  # A lock file left by a dead process holds no lock: the run goes ahead.
+  (tmp_path / ".lock.0").write_text("pid 999999 on elsewhere, started long ago\n")
+  assert int(train.train_and_evaluate(config, str(tmp_path)).state.step) == 2
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"keep_checkpoints": 0}, "keep_checkpoints must be at least 1"),
+    ({"checkpoint_every_steps": 0}, "checkpoint_every_steps must be at least 1"),
+    ({"log_every_steps": 0}, "log_every_steps must be at least 1"),
+    ({"num_steps": 0}, "num_steps must be at least 1"),
+    ({"optimizer.base_lr": -0.1}, "base_lr must be positive"),
+    ({"optimizer.weight_decay": -1e-4}, "weight_decay must not be negative"),
+    ({"eval.every_steps": -5}, "every_steps must not be negative"),
+])
+def test_values_that_would_fail_later_fail_at_validation(override, message):
+  config = config_overrides.override(simclr_config.get_config("smoke"), **override)
+  with pytest.raises(ValueError, match=message):
+    config_schema.validate(config)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
@@ -134,6 +196,7 @@ def test_batch_not_divisible_by_devices(tmp_path, data_dir):
   with pytest.raises(ValueError, match="not divisible by the 8 devices"):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
+  assert not (tmp_path / "config.json").exists()  # so the corrected command is not refused
 
 
 def test_missing_manual_dir_for_imagenet(tmp_path, data_dir):
@@ -156,7 +219,25 @@ def test_workdir_of_another_run_is_refused_then_moved_aside(tmp_path, data_dir):
   with pytest.raises(workdir_lib.WorkdirError, match="batch_size: 32 -> 64"):
     train.train_and_evaluate(other, str(tmp_path))
   assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 32
+  # An architecture field is named before any checkpoint is tried.
+  wider = smoke_config(data_dir, num_steps=2, **{"model.projector.output_dim": 24})
+  with pytest.raises(workdir_lib.WorkdirError, match="model.projector.output_dim: .* -> 24"):
+    train.train_and_evaluate(wider, str(tmp_path))
   train.train_and_evaluate(other, str(tmp_path), overwrite=True)
   aside = [p for p in tmp_path.iterdir() if p.name.startswith("replaced-")]
   assert len(aside) == 1 and (aside[0] / "checkpoints").exists()
   assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 64
+
+
+def test_an_unlabeled_image_folder_pretrains_and_skips_label_based_evaluation(tmp_path, caplog):
+  rng = np.random.default_rng(0)
+  for i in range(40):
+    path = tmp_path / "photos" / f"{i}.png"
+    path.parent.mkdir(exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(path)
+  config = smoke_config(None, num_steps=2, batch_size=16,
+                        **{"data.name": "image_folder", "data.data_dir": str(tmp_path / "photos"),
+                           "eval.protocols": "knn,rankme"})
+  result = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert int(result.state.step) == 2 and set(result.eval) == {"rankme"}
+  assert "unlabeled: skipping knn" in caplog.text

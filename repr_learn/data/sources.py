@@ -47,7 +47,7 @@ def open_source(spec: catalog.DatasetSpec, split: str, data_config) -> TfdsSourc
   """The `split` of `spec`, as configured by `config.data`."""
   if spec.name == "image_folder":
     return image_folder.open_split(data_config.data_dir, data_config.eval_dir, split,
-                                   spec.image_size)
+                                   spec.image_size, data_config.get("bad_images", "error"))
   data_dir = data_config.data_dir
   if spec.name == "digits":
     digits.prepare_digits(data_dir)  # Embedded: built on first use, never downloaded.

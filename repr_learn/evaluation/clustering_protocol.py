@@ -19,6 +19,7 @@ SCORES = ("acc", "nmi", "ari")
 @protocols.register
 class ClusteringProtocol(protocols.Protocol):
   name = "clustering"
+  needs_labels = True
   headline = tuple(f"{part}_{k}" for part in ("kmeans", "head") for k in SCORES)
 
   def __init__(self, context: protocols.EvalContext):

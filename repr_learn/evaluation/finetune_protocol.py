@@ -47,6 +47,7 @@ def pretrained_objective(workdir: str | None) -> str | None:
 @protocols.register
 class FinetuneProtocol(protocols.Protocol):
   name = "finetune"
+  needs_labels = True
   headline = ("top1", "top5")
 
   def __init__(self, context: protocols.EvalContext):

@@ -14,6 +14,7 @@ from repr_learn.evaluation import protocols
 @protocols.register
 class KnnProtocol(protocols.Protocol):
   name = "knn"
+  needs_labels = True
   headline = ("top1", "top5")
 
   def evaluate(self, state, step: int) -> dict[str, Any]:

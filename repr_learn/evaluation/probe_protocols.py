@@ -27,6 +27,7 @@ class LinearProtocol(protocols.Protocol):
   """Softmax classifier on the train split's features, (lr, wd) picked on a
   held-out part of it; top-1/top-5 on the test split (`linear_probe`)."""
   name = "linear"
+  needs_labels = True
   headline = ("top1", "top5")
 
   def evaluate(self, state, step: int) -> dict[str, Any]:
@@ -50,6 +51,7 @@ class FewshotProtocol(protocols.Protocol):
   """big_vision's closed-form few-shot probe: mean/std top-1 over seeds per
   shot count (`fewshot`)."""
   name = "fewshot"
+  needs_labels = True
   headline = ("1shot_top1", "5shot_top1", "10shot_top1", "25shot_top1")
 
   def evaluate(self, state, step: int) -> dict[str, Any]:

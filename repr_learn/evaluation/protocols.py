@@ -88,6 +88,14 @@ class EvalContext:
           f"{self.spec.name!r} is unlabeled; drop it from config.eval.protocols or "
           "evaluate on a labeled dataset (--config.eval.dataset=...).")
 
+  def unlabeled(self) -> bool:
+    """Whether the evaluation data has no labels at all (a flat image folder;
+    catalogued datasets are labeled)."""
+    if self.spec.num_classes:
+      return False
+    labels = self.source(self.spec.eval_test_split).labels
+    return bool(len(labels)) and bool(np.all(labels < 0))
+
   def labeled_features(self, state, split: str, protocol: str):
     x, y = self.backbone_features(state, split)
     self.require_labels(y, split, protocol)
@@ -108,9 +116,11 @@ class Protocol:
     name: the protocol's name in `config.eval.protocols` and its file name.
     headline: result keys logged as scalars (`<name>/<key>`) and compared with
       the random-init encoder when `config.eval.random_init_baseline` is set.
+    needs_labels: whether it scores against labels (kNN, probes, clustering).
   """
   name: ClassVar[str] = "base"
   headline: ClassVar[tuple[str, ...]] = ("top1",)
+  needs_labels: ClassVar[bool] = False
 
   def __init__(self, context: EvalContext):
     self.context = context
@@ -153,8 +163,18 @@ def parse_names(names: str) -> list[str]:
   return parsed
 
 
-def build(names: str, context: EvalContext) -> list[Protocol]:
-  return [_REGISTRY[name](context) for name in parse_names(names)]
+def build(names: str, context: EvalContext, *, skip_unlabeled: bool = False) -> list[Protocol]:
+  """The protocols `names` on `context`'s data. With `skip_unlabeled`, those
+  that need labels are left out (with a message) when that data has none, so
+  an unlabeled image folder still pretrains; otherwise they fail when run."""
+  chosen = [_REGISTRY[name] for name in parse_names(names)]
+  needing = [cls.name for cls in chosen if cls.needs_labels]
+  if skip_unlabeled and needing and context.unlabeled():
+    logging.warning("The evaluation data (%s) is unlabeled: skipping %s. Evaluate on labeled "
+                    "data with --config.eval.dataset=... (or data.eval_dir for image folders).",
+                    context.spec.name, ", ".join(needing))
+    chosen = [cls for cls in chosen if not cls.needs_labels]
+  return [cls(context) for cls in chosen]
 
 
 def result_path(workdir: str, name: str) -> str:

@@ -62,6 +62,9 @@ class SelfAttention(nn.Module):
   @nn.compact
   def __call__(self, x, key_mask=None):
     n, length, width = x.shape
+    if width % self.num_heads:
+      raise ValueError(f"A transformer of width {width} cannot split into num_heads="
+                       f"{self.num_heads} heads; pick a divisor of {width}.")
     head_dim = width // self.num_heads
     qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype, name="qkv")(x)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
