@@ -123,6 +123,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.fewshot_l2_reg = 1024.0      # ridge strength: big_vision's fixed 2^10
   c.eval.rankme_max_examples = 25600  # RankMe/uniformity on at most this many test-split embeddings
 
+  c.parallel = ml_collections.ConfigDict()
+  c.parallel.mode = "jit"           # jit: one program over the global batch (global BatchNorm) | pmap: per-device programs (see repr_learn/parallel.py)
+  c.parallel.sync_batchnorm = config_dict.placeholder(bool)  # pmap only: True = SyncBN; None/False = per-device BN (PyTorch DDP)
+
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3            # the last N are kept
@@ -137,6 +141,7 @@ _CHOICES = {
     ("model", "pos_embedding"): ("sincos", "learned"),
     ("eval", "linear_variant"): ("standard", "mae"),
     ("data", "bad_images"): ("error", "skip"),
+    ("parallel", "mode"): ("jit", "pmap"),
     ("model.decoder", "kind"): ("none", "transformer", "linear", "conv", "predictor"),
     ("model.projector", "activation"): ("relu", "gelu"),
     ("model.prototypes", "kind"): ("cosine", "student_t"),
@@ -219,6 +224,9 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
                      f"got {config.num_steps}.")
   if config.num_steps is None and not config.num_epochs > 0:
     raise ValueError("Set config.num_epochs > 0 or config.num_steps.")
+  if config.parallel.mode == "jit" and config.parallel.sync_batchnorm is False:
+    raise ValueError("BatchNorm statistics are always global in parallel.mode=jit; for "
+                     "per-device BatchNorm set --config.parallel.mode=pmap.")
 
 
 def with_objective(config: ml_collections.ConfigDict, name: str,

@@ -4,6 +4,12 @@ The train step is written on the global batch; sharding the batch axis over
 the 'data' mesh axis makes XLA insert the collectives (all-gathers for the
 similarity matrix, all-reduces for BatchNorm statistics and gradients). This is
 the only module that decides how arrays are laid out over devices.
+
+Two ways to compile the step (`config.parallel.mode`):
+  jit   one program over the global batch; BatchNorm statistics are global.
+  pmap  one program per device on its shard of the batch, with named-axis
+        collectives (`per_device_step`); BatchNorm is per-device, as PyTorch
+        DDP, unless `parallel.sync_batchnorm`.
 """
 
 from typing import Any, Mapping
@@ -66,6 +72,22 @@ def local_copy(tree: Any) -> Any:
   """Host numpy copies of replicated arrays (this process's first shard), which
   works on every host, unlike fetching a non-fully-addressable array."""
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def per_device_step(step, mesh: Mesh):
+  """The `pmap` mode's compilation of `step(state, batch)`: each device runs it
+  on its own shard of the batch (named axis `DATA_AXIS`), with the state
+  replicated in and out.
+
+  Built with `jax.shard_map`, which `jax.pmap` itself is a wrapper of in the
+  JAX versions we support (jax/_src/pmap.py): the per-device program and its
+  collectives are pmap's, while the state stays one replicated global array, so
+  checkpoints, evaluation and resume are shared with the jit mode. The step
+  must leave the state identical on every device (it averages gradients and
+  BatchNorm statistics), which `out_specs=P()` then takes as given.
+  """
+  return jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()),
+                       check_vma=False)
 
 
 def per_device(fn, mesh: Mesh, num_replicated: int):

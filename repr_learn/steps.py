@@ -24,17 +24,31 @@ TrainStep = Callable[[train_state_lib.TrainState, Batch],
 
 def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, mean, std,
-                    probe: online_probe.OnlineProbe | None = None) -> TrainStep:
+                    probe: online_probe.OnlineProbe | None = None,
+                    device_axis: str | None = None) -> TrainStep:
   """One optimizer step of `objective`; skips (and records) non-finite steps.
 
   With `probe`, the online linear probe also takes a step on the first view's
   frozen (eval-mode, stop-gradient) backbone features and the batch's labels.
+
+  With `device_axis`, this is the per-device program of the `pmap` mode
+  (`parallel.per_device_step`): `batch` is this device's shard. Each example
+  gets its global augmentation key, the network's outputs are gathered over the
+  axis before the loss (`Objective.device_axis`), as are the batch's labels and
+  indices, so every device computes the global loss; the gradients, which then
+  carry only the local examples' paths, are averaged over the axis (that mean
+  is the global gradient), and so are the BatchNorm statistics, which are
+  per-device (PyTorch DDP) unless the network synchronises them (SyncBN).
   """
+  if device_axis is not None:
+    objective = objective.per_device(device_axis)
 
   def train_step(state: train_state_lib.TrainState, batch: Batch):
     step_rng = jax.random.fold_in(state.rng, state.step)
     aug_rng, loss_rng = jax.random.split(step_rng)
-    views = augment.make_views(aug_rng, batch["image"], objective.views, mean, std)
+    views = augment.make_views(aug_rng, batch["image"], objective.views, mean, std,
+                               device_axis)
+    batch = _with_global_labels(batch, device_axis)
 
     frozen = objective.frozen_parts(state.step)
 
@@ -43,6 +57,9 @@ def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
                             state.extra, views, batch, loss_rng, state.step)
 
     (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if device_axis is not None:
+      grads = jax.lax.pmean(grads, device_axis)
+      out = out._replace(batch_stats=jax.lax.pmean(out.batch_stats, device_axis))
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     updates = base.without_frozen_updates(updates, frozen)
     params = optax.apply_updates(state.params, updates)
@@ -79,3 +96,13 @@ def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
 
   return train_step
 
+
+
+def _with_global_labels(batch: Batch, device_axis: str | None) -> Batch:
+  """In the per-device step, every entry but the images (labels, example
+  indices) gathered over the devices; the images reach the loss only through
+  the network, whose outputs are gathered instead."""
+  if device_axis is None:
+    return batch
+  return {k: v if k.endswith("image") else jax.lax.all_gather(v, device_axis, tiled=True)
+          for k, v in batch.items()}

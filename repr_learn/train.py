@@ -88,12 +88,18 @@ def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
                     steps_per_epoch: int = 1, num_examples: int = 0,
                     mesh=None) -> objectives.base.Objective:
   cls = objectives.get_objective_class(config.objective.name)
+  # SyncBN of the per-device mode; the jit mode's statistics are global anyway.
+  sync_bn = config.parallel.mode == "pmap" and config.parallel.sync_batchnorm
   network = models.build_network(config.model, image_size=config.augment.crop_size,
-                                 decoder_output_dim=cls.decoder_output_dim(config))
+                                 decoder_output_dim=cls.decoder_output_dim(config),
+                                 bn_axis_name=parallel.DATA_AXIS if sync_bn else None)
   views = view_recipes.build_views(config.augment)
-  return cls(config=config.objective, network=network, views=views,
-             total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-             num_examples=num_examples, mesh=mesh)
+  objective = cls(config=config.objective, network=network, views=views,
+                  total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                  num_examples=num_examples, mesh=mesh)
+  if config.parallel.mode == "pmap":
+    objective.per_device(parallel.DATA_AXIS)  # one-line error now, not at the first step
+  return objective
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,9 +125,12 @@ class Setup:
     state_sharding = jax.tree.map(lambda x: x.sharding, state)
     key = ("train_step", jax.tree.structure(state_sharding), tuple(jax.tree.leaves(state_sharding)))
     if key not in self._compiled:
+      per_device = self.config.parallel.mode == "pmap"
+      step = steps.make_train_step(self.objective, self.tx, self.schedule,
+                                   augment.IMAGENET_MEAN, augment.IMAGENET_STD, probe=self.probe,
+                                   device_axis=parallel.DATA_AXIS if per_device else None)
       self._compiled[key] = jax.jit(
-          steps.make_train_step(self.objective, self.tx, self.schedule, augment.IMAGENET_MEAN,
-                                augment.IMAGENET_STD, probe=self.probe),
+          parallel.per_device_step(step, self.mesh) if per_device else step,
           in_shardings=(state_sharding, parallel.batch_sharded(self.mesh)),
           out_shardings=(state_sharding, parallel.replicated(self.mesh)),
           donate_argnums=(0,))

@@ -47,7 +47,9 @@ def _leaves(tree, prefix: str) -> dict:
 
 
 def identity_differences(old: dict, new: dict) -> list[str]:
-  """'field: old -> new' for each identity field that differs."""
+  """'field: old -> new' for each identity field that differs (`new` compared
+  as config.json stores it: tuples are lists there)."""
+  new = json.loads(json.dumps(new, default=str))
   diffs = []
   for key in IDENTITY_KEYS:
     a, b = _leaves(_lookup(old, key), key), _leaves(_lookup(new, key), key)

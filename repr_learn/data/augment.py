@@ -181,17 +181,30 @@ def normalize(images, mean, std):
   return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
 
-def augment_view(rng, images_uint8, cfg: ViewConfig, mean, std):
+def example_keys(rng, n: int, device_axis: str | None = None):
+  """One key per example of the global batch. Inside the per-device (`pmap`
+  mode) step, where `n` is this device's shard, its slice of the global keys:
+  every example gets the same key, and so the same view, in both modes."""
+  if device_axis is None:
+    return jax.random.split(rng, n)
+  keys = jax.random.split(rng, n * jax.lax.axis_size(device_axis))
+  return jax.lax.dynamic_slice_in_dim(keys, jax.lax.axis_index(device_axis) * n, n)
+
+
+def augment_view(rng, images_uint8, cfg: ViewConfig, mean, std,
+                 device_axis: str | None = None):
   """One augmented, normalised view [N, size, size, 3] of a uint8 batch."""
   images = images_uint8.astype(jnp.float32) / 255.0
-  keys = jax.random.split(rng, images.shape[0])
+  keys = example_keys(rng, images.shape[0], device_axis)
   views = jax.vmap(lambda k, x: _augment_one(k, x, cfg))(keys, images)
   return normalize(views, mean, std)
 
 
-def make_views(rng, images_uint8, view_cfgs: Sequence[ViewConfig], mean, std):
+def make_views(rng, images_uint8, view_cfgs: Sequence[ViewConfig], mean, std,
+               device_axis: str | None = None):
   """One array per view; view i draws from `fold_in(rng, i)`."""
-  return tuple(augment_view(jax.random.fold_in(rng, i), images_uint8, cfg, mean, std)
+  return tuple(augment_view(jax.random.fold_in(rng, i), images_uint8, cfg, mean, std,
+                            device_axis)
                for i, cfg in enumerate(view_cfgs))
 
 

@@ -169,7 +169,10 @@ def build(names: str, context: EvalContext, *, skip_unlabeled: bool = False) -> 
   an unlabeled image folder still pretrains; otherwise they fail when run."""
   chosen = [_REGISTRY[name] for name in parse_names(names)]
   needing = [cls.name for cls in chosen if cls.needs_labels]
-  if skip_unlabeled and needing and context.unlabeled():
+  # A supervised objective (fine-tuning) on unlabeled data is an error, which
+  # its protocol reports; only pretraining goes ahead without labels.
+  if (skip_unlabeled and needing and not context.objective.trains_on_labels
+      and context.unlabeled()):
     logging.warning("The evaluation data (%s) is unlabeled: skipping %s. Evaluate on labeled "
                     "data with --config.eval.dataset=... (or data.eval_dir for image folders).",
                     context.spec.name, ", ".join(needing))

@@ -80,14 +80,17 @@ class MaskedImageNetwork(nn.Module):
     return self.backbone(x, train=train)
 
 
-def build_backbone(config: ml_collections.ConfigDict, image_size: int = 224) -> nn.Module:
+def build_backbone(config: ml_collections.ConfigDict, image_size: int = 224,
+                   bn_axis_name: str | None = None) -> nn.Module:
   """The trunk named by `config.backbone`; `image_size` is the resolution learned
-  ViT positions are created for."""
+  ViT positions are created for; `bn_axis_name` makes BatchNorm synchronise
+  across that device axis (the per-device mode's SyncBN)."""
   dtype = jnp.dtype(config.dtype)
   if config.backbone in resnet.RESNET_DEPTHS:
     stages, block = resnet.RESNET_DEPTHS[config.backbone]
     return resnet.ResNet(stage_sizes=stages, block=block, width=config.width,
-                         stem=config.stem, dtype=dtype, name="backbone")
+                         stem=config.stem, bn_axis_name=bn_axis_name, dtype=dtype,
+                         name="backbone")
   if config.backbone in vit.VIT_SIZES:
     width, depth, heads_, mlp_dim = vit.VIT_SIZES[config.backbone]
     return vit.ViT(width=width, depth=depth, num_heads=heads_, mlp_dim=mlp_dim,
@@ -122,11 +125,13 @@ def build_decoder(config: ml_collections.ConfigDict, output_dim: int) -> nn.Modu
 
 
 def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
-                  decoder_output_dim: int | None = None) -> nn.Module:
+                  decoder_output_dim: int | None = None,
+                  bn_axis_name: str | None = None) -> nn.Module:
   """Backbone + projector (+ predictor when `predictor.num_layers > 0`, +
   prototypes when `prototypes.num_prototypes > 0`); or, with a
   `decoder.kind`, a ViT and its masked-modeling head predicting
-  `decoder_output_dim` values per token."""
+  `decoder_output_dim` values per token. Every BatchNorm averages over the
+  device axis `bn_axis_name` when given (SyncBN in the per-device mode)."""
   dtype = jnp.dtype(config.dtype)
   if config.decoder.kind != "none":
     if config.backbone not in vit.VIT_SIZES:
@@ -137,16 +142,18 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
   proj = config.projector
   projector = heads.MLPHead(hidden_dim=proj.hidden_dim, output_dim=proj.output_dim,
                             num_layers=proj.num_layers, last_bn=proj.last_bn,
-                            use_bn=proj.use_bn, activation=proj.activation, dtype=dtype,
-                            name="projector")
+                            use_bn=proj.use_bn, activation=proj.activation,
+                            bn_axis_name=bn_axis_name, dtype=dtype, name="projector")
   predictor = None
   if config.predictor.num_layers > 0:
     pred = config.predictor
     predictor = heads.MLPHead(hidden_dim=pred.hidden_dim, output_dim=proj.output_dim,
-                              num_layers=pred.num_layers, dtype=dtype, name="predictor")
+                              num_layers=pred.num_layers, bn_axis_name=bn_axis_name,
+                              dtype=dtype, name="predictor")
   prototypes = None
   if config.prototypes.num_prototypes > 0:
     prototypes = heads.Prototypes(num_prototypes=config.prototypes.num_prototypes,
                                   kind=config.prototypes.kind, name="prototypes")
-  return SiameseNetwork(backbone=build_backbone(config, image_size), projector=projector,
+  return SiameseNetwork(backbone=build_backbone(config, image_size, bn_axis_name),
+                        projector=projector,
                         predictor=predictor, prototypes=prototypes)

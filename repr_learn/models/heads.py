@@ -42,6 +42,7 @@ class MLPHead(nn.Module):
   use_bn: bool = True
   activation: str = "relu"
   bn_momentum: float = 0.9
+  bn_axis_name: str | None = None  # SyncBN across devices in the per-device mode
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -51,14 +52,14 @@ class MLPHead(nn.Module):
                    name=f"dense_{i}")(x)
       if self.use_bn:
         x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                         dtype=self.dtype, name=f"bn_{i}")(x)
+                         axis_name=self.bn_axis_name, dtype=self.dtype, name=f"bn_{i}")(x)
       x = ACTIVATIONS[self.activation](x)
     x = nn.Dense(self.output_dim, use_bias=not self.last_bn, dtype=self.dtype,
                  name=f"dense_{self.num_layers - 1}")(x)
     if self.last_bn:
       x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                       use_scale=False, use_bias=False, dtype=self.dtype,
-                       name="bn_out")(x)
+                       use_scale=False, use_bias=False, axis_name=self.bn_axis_name,
+                       dtype=self.dtype, name="bn_out")(x)
     return x.astype(jnp.float32)
 
 

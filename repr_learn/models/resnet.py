@@ -70,6 +70,8 @@ class ResNet(nn.Module):
     stem: 'imagenet' (7x7/2 conv + 3x3/2 max-pool) or 'cifar' (3x3/1 conv, no
       pool), the latter for 32x32 inputs as in SimCLR's CIFAR experiments.
     bn_momentum: decay of the running statistics used at evaluation.
+    bn_axis_name: a named device axis to average BatchNorm statistics over
+      (SyncBN in the per-device `pmap` mode); None: over the array's batch axis.
     dtype: computation dtype (bfloat16 on accelerators); params stay float32.
   """
   stage_sizes: Sequence[int]
@@ -77,6 +79,7 @@ class ResNet(nn.Module):
   width: int = 64
   stem: str = "imagenet"
   bn_momentum: float = 0.9
+  bn_axis_name: str | None = None
   dtype: Any = jnp.float32
 
   @property
@@ -91,7 +94,7 @@ class ResNet(nn.Module):
                                  2.0, "fan_out", "normal"))
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
                              momentum=self.bn_momentum, epsilon=1e-5,
-                             dtype=self.dtype)
+                             axis_name=self.bn_axis_name, dtype=self.dtype)
     x = x.astype(self.dtype)
     if self.stem == "imagenet":
       x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],

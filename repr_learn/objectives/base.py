@@ -47,6 +47,10 @@ class Objective:
     steps_per_epoch: for schedules the papers give in epochs.
     num_examples: size of the pretraining split (memory banks).
     mesh: the device mesh, for the few pieces that need per-device semantics.
+    device_axis: set only inside the per-device (`pmap` mode) step, where each
+      device holds its shard of the batch: every forward pass's outputs are
+      then gathered over this axis, so the loss (and everything after it) sees
+      the global batch exactly as in the jit mode.
   """
   config: ml_collections.ConfigDict
   network: nn.Module
@@ -55,6 +59,7 @@ class Objective:
   steps_per_epoch: int = 1
   num_examples: int = 0
   mesh: Mesh | None = None
+  device_axis: str | None = None
 
   # Subclasses override these class attributes.
   name: ClassVar[str] = "base"
@@ -73,6 +78,20 @@ class Objective:
   # Supervised: trains on the labeled split (`eval_train_split`), not the
   # pretraining split (STL-10's unlabelled images).
   trains_on_labels: ClassVar[bool] = False
+  # The loss sees images only through `apply`/`forward_views` (so gathering
+  # their outputs gives the global batch) and draws no per-example randomness
+  # of its own: it runs unchanged in the per-device (`pmap`) mode. Masked
+  # modeling (pixel targets, per-example masks) and mixup (pairs across the
+  # batch) do not.
+  supports_per_device: ClassVar[bool] = True
+
+  def per_device(self, axis_name: str) -> "Objective":
+    """This objective as the per-device step runs it (see `device_axis`)."""
+    if not self.supports_per_device:
+      raise ValueError(f"{self.name} cannot run in parallel.mode=pmap (its loss reads "
+                       "pixels or draws per-example randomness on the local shard); "
+                       "use parallel.mode=jit.")
+    return dataclasses.replace(self, device_axis=axis_name)
 
   @classmethod
   def decoder_output_dim(cls, config: ml_collections.ConfigDict) -> int | None:
@@ -135,12 +154,23 @@ class Objective:
     """
     variables = {"params": params, "batch_stats": batch_stats}
     if train:
+      if rng is not None and self.device_axis is not None:
+        # Each device's examples draw their own drop-path masks.
+        rng = jax.random.fold_in(rng, jax.lax.axis_index(self.device_axis))
       rngs = {"dropout": rng} if rng is not None else {}
       out, updates = self.network.apply(variables, x, *args, train=True, rngs=rngs,
                                         mutable=["batch_stats"], method=method, **kwargs)
-      return out, updates.get("batch_stats", batch_stats)
-    return (self.network.apply(variables, x, *args, train=False, method=method, **kwargs),
+      return self._global(out), updates.get("batch_stats", batch_stats)
+    return (self._global(self.network.apply(variables, x, *args, train=False, method=method,
+                                            **kwargs)),
             batch_stats)
+
+  def _global(self, outputs):
+    """Outputs of the whole batch: the local shard's, gathered over the device
+    axis in the per-device mode (all_gather is differentiable)."""
+    if self.device_axis is None:
+      return outputs
+    return jax.tree.map(lambda a: jax.lax.all_gather(a, self.device_axis, tiled=True), outputs)
 
   def forward_views(self, params, batch_stats, views, *, method=None, train=True,
                     rng: jax.Array | None = None):
@@ -158,7 +188,8 @@ class Objective:
       group_rng = None if rng is None else jax.random.fold_in(rng, i)
       out, batch_stats = self.apply(params, batch_stats, x, train=train, method=method,
                                     rng=group_rng)
-      per_view += [jax.tree.map(lambda a, i=i: a.reshape((n, v) + a.shape[1:])[:, i], out)
+      # -1, not n: in the per-device mode the outputs span the global batch.
+      per_view += [jax.tree.map(lambda a, i=i: a.reshape((-1, v) + a.shape[1:])[:, i], out)
                    for i in range(v)]
     return per_view, batch_stats
 

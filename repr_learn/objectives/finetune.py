@@ -31,6 +31,7 @@ class Finetune(base.Objective):
   """
 
   name = "finetune"
+  supports_per_device = False  # mixup pairs example i with N-1-i across devices
   pretrained_parts = ("backbone",)
   trains_on_labels = True
   defaults = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mix_prob": 1.0,

@@ -31,6 +31,7 @@ class MaskedModelingObjective(base.Objective):
   name = "masked_modeling"
   # Has `reconstruct` (pixel targets): the reconstructions protocol draws it.
   reconstructs: ClassVar[bool] = False
+  supports_per_device = False  # targets from the pixels, masks per example
 
   @property
   def patch_size(self) -> int:

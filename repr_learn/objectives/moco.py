@@ -28,6 +28,14 @@ class MoCoV2(base.Objective):
             "queue": memory.init_queue(rng, self.config.queue_size, dim),
             "queue_ptr": jnp.zeros((), jnp.int32)}
 
+  def per_device(self, axis_name):
+    if self.config.shuffle_bn:
+      raise ValueError("moco_v2's shuffle_bn permutes the batch across devices, which "
+                       "parallel.mode=pmap cannot; set --config.objective.shuffle_bn=False "
+                       "(per-device BatchNorm already keeps each key encoder's statistics "
+                       "local) or use parallel.mode=jit.")
+    return super().per_device(axis_name)
+
   def _keys(self, target_params, batch_stats, x, rng):
     def encode(tp, bs, images):
       out, _ = self.apply(tp, bs, images, method=self.network.project)
