@@ -1,0 +1,200 @@
+"""repr_learn's SimCLR step beside the eager PyTorch reference, same batch and images.
+
+  python benchmarks/side_by_side.py --batch_size=64 --rounds=4 --steps=10 --warmup=2
+
+repr_learn's side is `throughput.measure`: the trainer's own jitted step
+(augmentation on device, forward over both views, NT-Xent, LARS, the
+non-finite guard and the logged metrics) for `--config` (default
+`configs/simclr.py:cifar10`). The PyTorch side is `pytorch_reference.measure`
+with the backbone, projector, temperature, optimizer, learning rate, crop and
+colour settings read from the same config (`torch_settings` refuses configs it
+cannot mirror). The sides alternate, a repr_learn round then a PyTorch round,
+`--rounds` times, because the machine is shared: load that comes and goes then
+hits both sides alike. Each round rebuilds its side (repr_learn's round
+recompiles its step; compilation is not timed).
+
+The config trains a ResNet-50; `--backbone` defaults to resnet18, the CIFAR
+backbone of `configs/common.py` and of most PyTorch SimCLR reproductions, and
+the size a 2-core CPU steps in seconds (`--backbone=` keeps the config's).
+`--online_probe` turns the online linear probe on for both sides (off by
+default: the reference is SimCLR alone). JAX sees one CPU device here (no
+`xla_force_host_platform_device_count`), and uses every core, as PyTorch does
+with its default `--threads`.
+
+Prints each side's images/s per round and their medians, the ratio
+repr_learn / PyTorch, the machine and versions, and appends one JSON line to
+`--out`.
+"""
+
+import copy
+import datetime
+import json
+import os
+import sys
+from typing import Any
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+  sys.path.insert(0, _HERE)
+
+import numpy as np
+# torchvision first: imported after TensorFlow (which repr_learn's data modules
+# load) it crashes the process (segfault, torch 2.14 / torchvision 0.29).
+import pytorch_reference
+import throughput  # puts the repository root on sys.path
+
+from repr_learn import optim
+from repr_learn.data import catalog
+
+
+def prepared_config(config, *, batch_size: int, backbone: str | None, online_probe: bool):
+  """`config` with the comparison's batch, backbone and probe setting."""
+  config = copy.deepcopy(config)
+  config.batch_size = batch_size
+  if backbone:
+    config.model.backbone = backbone
+  config.eval.online_probe = online_probe
+  return config
+
+
+def torch_settings(config) -> dict[str, Any]:
+  """`pytorch_reference.measure`'s arguments for `config`; raises for settings
+  the reference does not implement, rather than timing a different step."""
+  spec = catalog.get_spec(config.data.name)
+  m, p, a, o = config.model, config.model.projector, config.augment, config.optimizer
+  required = {
+      "objective.name": (config.objective.name, "simclr"), "augment.recipe": (a.recipe, "simclr"),
+      "augment.blur_prob": (a.blur_prob, 0.0), "model.stem": (m.stem, "cifar"),
+      "model.width": (m.width, 64), "model.dtype": (m.dtype, "float32"),
+      "model.projector.num_layers": (p.num_layers, 2), "model.projector.use_bn": (p.use_bn, True),
+      "model.projector.activation": (p.activation, "relu"),
+      "model.predictor.num_layers": (config.model.predictor.num_layers, 0),
+      "optimizer.trust_coefficient": (o.trust_coefficient, 0.001),
+      "data image size = augment.crop_size": (spec.image_size, a.crop_size),
+  }
+  wrong = {k: f"{v!r}, needs {want!r}" for k, (v, want) in required.items() if v != want}
+  if m.backbone not in pytorch_reference.ARCHS:
+    wrong["model.backbone"] = m.backbone
+  if o.name not in pytorch_reference.OPTIMIZERS:
+    wrong["optimizer.name"] = o.name
+  if wrong:
+    raise ValueError(f"The PyTorch reference does not mirror {wrong}.")
+  return dict(
+      batch_size=config.batch_size, image_size=a.crop_size, arch=m.backbone,
+      hidden_dim=p.hidden_dim, output_dim=p.output_dim, last_bn=p.last_bn,
+      temperature=config.objective.temperature, optimizer=o.name,
+      lr=optim.scaled_learning_rate(o, config.batch_size), momentum=o.momentum,
+      weight_decay=o.weight_decay, min_scale=a.min_scale, color_strength=a.color_strength,
+      online_probe=bool(config.eval.online_probe), num_classes=spec.num_classes or 10,
+      seed=config.seed)
+
+
+def compare(config, *, rounds: int, steps: int, warmup: int, threads: int | None = None,
+            torch_augment: bool = True) -> dict[str, Any]:
+  """`rounds` x (repr_learn round, PyTorch round); medians over the rounds'
+  median images/s and their ratio."""
+  settings = torch_settings(config)
+  jax_runs, torch_runs = [], []
+  for _ in range(rounds):
+    jax_runs.append(throughput.measure(config, steps=steps, warmup=warmup))
+    torch_runs.append(pytorch_reference.measure(
+        steps=steps, warmup=warmup, threads=threads, augment=torch_augment, **settings))
+  jax_ips = [r["images_per_sec"]["median"] for r in jax_runs]
+  torch_ips = [r["images_per_sec"]["median"] for r in torch_runs]
+  machine, versions = throughput.machine_info()
+  versions.update(pytorch_reference.versions())
+  last = torch_runs[-1]
+  return {
+      "config": jax_runs[0]["config"], "rounds": rounds, "steps": steps, "warmup": warmup,
+      "online_probe": settings["online_probe"],
+      "repr_learn": {
+          "images_per_sec_per_round": jax_ips, "images_per_sec_median": float(np.median(jax_ips)),
+          "step_time_s_per_round": [r["step_time_s"] for r in jax_runs],
+          "compile_s_per_round": [r["compile_s"] for r in jax_runs],
+          "num_params": jax_runs[0]["num_params"], "num_devices": jax_runs[0]["num_devices"],
+          "final_loss_per_round": [r["final_loss"] for r in jax_runs]},
+      "pytorch": {
+          "images_per_sec_per_round": torch_ips,
+          "images_per_sec_median": float(np.median(torch_ips)),
+          "per_step_s_per_round": [r["per_step_s"] for r in torch_runs],
+          "augment_s_per_round": [r["augment_time_s"]["median"] for r in torch_runs],
+          "losses_per_round": [r["losses"] for r in torch_runs],
+          "num_params": last["num_params"], "threads": last["threads"],
+          "interop_threads": last["interop_threads"], "config": last["config"]},
+      "ratio": float(np.median(jax_ips) / np.median(torch_ips)),
+      "ratio_per_round": [j / t for j, t in zip(jax_ips, torch_ips)],
+      "machine": machine, "versions": versions,
+  }
+
+
+def _joined(values) -> str:
+  return ", ".join(f"{x:.4g}" for x in values)
+
+
+def summary(r: dict[str, Any]) -> str:
+  c, jx, pt, m = r["config"], r["repr_learn"], r["pytorch"], r["machine"]
+  step_s = np.median([np.median(s) for s in pt["per_step_s_per_round"]])
+  aug_s = np.median(pt["augment_s_per_round"])
+  load = ", ".join(f"{x:.2f}" for x in m["load_average"] or [])
+  return "\n".join([
+      f"SimCLR on {c['data']} ({c['backbone']}, {c['dtype']}), batch {c['batch_size']}, "
+      f"{c['image_size']}px -> {c['crop_size']}px crops, online probe "
+      f"{'on' if r['online_probe'] else 'off'}; {r['rounds']} rounds x {r['steps']} steps "
+      f"after {r['warmup']} warm-up, repr_learn then PyTorch in each round",
+      f"repr_learn (jit, {jx['num_devices']} {m['backend']} device(s), {jx['num_params']:,} "
+      f"params): images/s per round {_joined(jx['images_per_sec_per_round'])}; median "
+      f"{jx['images_per_sec_median']:.4g} (compile s per round: "
+      f"{_joined(jx['compile_s_per_round'])})",
+      f"PyTorch (eager, {pt['threads']} threads, {pt['config']['optimizer']}, augment "
+      f"{pt['config']['augment']}, {pt['num_params']:,} params): images/s per round "
+      f"{_joined(pt['images_per_sec_per_round'])}; median {pt['images_per_sec_median']:.4g} "
+      f"(augmentation {aug_s * 1e3:.0f} ms of {step_s * 1e3:.0f} ms per step)",
+      f"Ratio repr_learn / PyTorch (images/s): {r['ratio']:.3f} "
+      f"(per round: {_joined(r['ratio_per_round'])})",
+      f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable of {m['cpu_count']} CPUs, "
+      f"{m['platform']}; load average {load}",
+      "Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items())
+      + f"; git {m['git']}",
+  ])
+
+
+def main() -> None:
+  from absl import app
+  from absl import flags
+  from ml_collections import config_flags
+
+  config_flag = config_flags.DEFINE_config_file(
+      "config", "configs/simclr.py:cifar10", "SimCLR config to compare.", lock_config=True)
+  batch_size = flags.DEFINE_integer("batch_size", 64, "Global batch of both sides.")
+  backbone = flags.DEFINE_string("backbone", "resnet18",
+                                 "resnet18 | resnet50; empty keeps the config's.")
+  online_probe = flags.DEFINE_bool("online_probe", False, "Online linear probe on both sides.")
+  rounds = flags.DEFINE_integer("rounds", 3, "Interleaved rounds per side.")
+  steps = flags.DEFINE_integer("steps", 10, "Timed steps per round.")
+  warmup = flags.DEFINE_integer("warmup", 2, "Untimed steps per round before them.")
+  threads = flags.DEFINE_integer("threads", None,
+                                 "PyTorch intra-op threads (default: usable CPUs).")
+  torch_augment = flags.DEFINE_bool("torch_augment", True,
+                                    "PyTorch draws the views in its timed step, as repr_learn "
+                                    "does; --notorch_augment times its network alone.")
+  out = flags.DEFINE_string("out", "benchmarks/side_by_side.jsonl", "JSON lines file to append to.")
+
+  def run(argv):
+    del argv
+    config = prepared_config(config_flag.value, batch_size=batch_size.value,
+                             backbone=backbone.value, online_probe=online_probe.value)
+    result = compare(config, rounds=rounds.value, steps=steps.value, warmup=warmup.value,
+                     threads=threads.value, torch_augment=torch_augment.value)
+    print(summary(result))
+    record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "command": " ".join(sys.argv), **result}
+    os.makedirs(os.path.dirname(os.path.abspath(out.value)), exist_ok=True)
+    with open(out.value, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    print(f"Appended to {out.value}")
+
+  app.run(run)
+
+
+if __name__ == "__main__":
+  main()
