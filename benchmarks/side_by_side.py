@@ -10,8 +10,9 @@ with the backbone, projector, temperature, optimizer, learning rate, crop and
 colour settings read from the same config (`torch_settings` refuses configs it
 cannot mirror). The sides alternate, a repr_learn round then a PyTorch round,
 `--rounds` times, because the machine is shared: load that comes and goes then
-hits both sides alike. Each round rebuilds its side (repr_learn's round
-recompiles its step; compilation is not timed).
+hits both sides alike. Each round builds its side's state or model afresh;
+repr_learn's later rounds reuse the step compiled in the first (JAX's
+in-process cache), and compilation is never timed.
 
 The config trains a ResNet-50; `--backbone` defaults to resnet18, the CIFAR
 backbone of `configs/common.py` and of most PyTorch SimCLR reproductions, and
