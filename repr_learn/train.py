@@ -333,10 +333,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   periodic_protocols = (protocols.build(config.eval.periodic_protocols, eval_context,
                                         skip_unlabeled=True)
                         if config.eval.every_steps else [])
-  logging.info("Training %s on %s for %d steps (%d per epoch), global batch %d "
-               "on %d devices.", config.objective.name, config.data.name,
-               durations.total_steps, durations.steps_per_epoch, config.batch_size,
-               mesh.devices.size)
   # Written once the run has started, so a failed start-up leaves no trace.
   workdir_lib.write_config(workdir, config)
   progress = metric_logging.ProgressLine(durations.total_steps, config.batch_size, start_step)
@@ -345,6 +341,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   stopped = None
   try:
     with preemption.StopConditions(start_step, after_steps=interrupt_after_steps) as stop:
+      # Logged once SIGTERM is ours to handle (the launch tests wait for this line).
+      logging.info("Training %s on %s for %d steps (%d per epoch), global batch %d "
+                   "on %d devices.", config.objective.name, config.data.name,
+                   durations.total_steps, durations.steps_per_epoch, config.batch_size,
+                   mesh.devices.size)
       while step < durations.total_steps and stopped is None:
         batch = parallel.global_batch(next(data_iter), mesh)
         state, metrics = train_step(state, batch)
