@@ -53,7 +53,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.objective.update(context_tokens=8)
   elif variant == "digits":
     c.objective.update(context_tokens=32)
-    c.model.decoder.update(width=64, depth=2, num_heads=3, mlp_dim=256)
+    c.model.decoder.update(width=64, depth=2, num_heads=2, mlp_dim=256)
   elif variant == "cifar10":
     c.objective.update(context_tokens=32)
     c.model.decoder.update(width=192, depth=6, num_heads=6, mlp_dim=768)

@@ -224,6 +224,10 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
                      f"got {config.num_steps}.")
   if config.num_steps is None and not config.num_epochs > 0:
     raise ValueError("Set config.num_epochs > 0 or config.num_steps.")
+  decoder = config.model.decoder
+  if decoder.kind in ("transformer", "predictor") and decoder.width % decoder.num_heads:
+    raise ValueError(f"config.model.decoder.width={decoder.width} does not split into "
+                     f"num_heads={decoder.num_heads} heads; pick a divisor of the width.")
   if config.parallel.mode == "jit" and config.parallel.sync_batchnorm is False:
     raise ValueError("BatchNorm statistics are always global in parallel.mode=jit; for "
                      "per-device BatchNorm set --config.parallel.mode=pmap.")

@@ -1,0 +1,30 @@
+"""Every config file and variant validates: no recipe can fail only when a
+user starts it (the I-JEPA digits predictor once had 3 heads on a width of 64,
+which a head dimension of 21 silently turned into a narrower attention)."""
+
+import importlib
+import pathlib
+
+import pytest
+
+from configs import common
+from repr_learn import config_schema
+from tests import test_objectives
+
+CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
+                 if p.stem not in ("__init__", "common"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_variant_validates(name):
+  module = importlib.import_module(f"configs.{name}")
+  variants = list(common.VARIANTS) + test_objectives.EXTRA_VARIANTS.get(name, [])
+  for variant in variants:
+    config_schema.validate(module.get_config(variant))
+
+
+def test_a_decoder_width_that_does_not_split_into_its_heads_is_refused():
+  config = importlib.import_module("configs.mae").get_config("digits")
+  config.model.decoder.num_heads = 3
+  with pytest.raises(ValueError, match="does not split into num_heads=3"):
+    config_schema.validate(config)
