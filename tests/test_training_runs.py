@@ -3,7 +3,6 @@ outputs, exact resume, and every bad input the trainer must refuse clearly."""
 
 import json
 import os
-import pathlib
 import shutil
 import signal
 
