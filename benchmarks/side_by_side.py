@@ -28,8 +28,6 @@ repr_learn / PyTorch, the machine and versions, and appends one JSON line to
 """
 
 import copy
-import datetime
-import json
 import os
 import sys
 from typing import Any
@@ -187,12 +185,7 @@ def main() -> None:
     result = compare(config, rounds=rounds.value, steps=steps.value, warmup=warmup.value,
                      threads=threads.value, torch_augment=torch_augment.value)
     print(summary(result))
-    record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(sys.argv), **result}
-    os.makedirs(os.path.dirname(os.path.abspath(out.value)), exist_ok=True)
-    with open(out.value, "a") as f:
-      f.write(json.dumps(record) + "\n")
-    print(f"Appended to {out.value}")
+    throughput.append_record(out.value, result)
 
   app.run(run)
 

@@ -144,6 +144,19 @@ def _spread(values) -> dict[str, float]:
           "p25": float(p25), "p75": float(p75)}
 
 
+def append_record(path: str, result: dict[str, Any]) -> None:
+  """Appends `result`, with the time and the command line, as one JSON line
+  (process 0 only)."""
+  if jax.process_index() != 0:
+    return
+  record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv), **result}
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "a") as f:
+    f.write(json.dumps(record) + "\n")
+  print(f"Appended to {path}")
+
+
 def machine_info() -> tuple[dict[str, Any], dict[str, str]]:
   import flax
   import jaxlib
@@ -320,13 +333,7 @@ def main() -> None:
                      model_flops_per_image=model_flops.value,
                      num_examples=num_examples.value)
     print(summary(result))
-    record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(sys.argv), **result}
-    if jax.process_index() == 0:
-      os.makedirs(os.path.dirname(os.path.abspath(out.value)), exist_ok=True)
-      with open(out.value, "a") as f:
-        f.write(json.dumps(record) + "\n")
-      print(f"Appended to {out.value}")
+    append_record(out.value, result)
 
   app.run(run)
 
