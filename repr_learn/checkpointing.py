@@ -46,23 +46,45 @@ def _path_name(path) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
+def _digest_of(leaves: dict[str, np.ndarray]) -> dict[str, str]:
+  return {path: f"{x.dtype} {x.shape} {zlib.crc32(np.ascontiguousarray(x).data):08x}"
+          for path, x in leaves.items()}
+
+
 def state_digest(tree: Any) -> dict[str, str]:
   """Path -> 'dtype shape crc32' of every array of `tree`."""
-  return {path: f"{x.dtype} {x.shape} {zlib.crc32(np.ascontiguousarray(x).data):08x}"
-          for path, x in _host_leaves(tree).items()}
+  return _digest_of(_host_leaves(tree))
 
 
 def _verify(state: Any, digest: dict[str, str] | None) -> None:
   """Raises ValueError if `state` differs from its saved digest or holds
-  non-finite parameters."""
+  non-finite parameters (one host copy serves both checks)."""
+  leaves = _host_leaves(state)
   if digest is not None:
-    bad = [k for k, v in state_digest(state).items() if digest.get(k) != v]
+    bad = [k for k, v in _digest_of(leaves).items() if digest.get(k) != v]
     if bad:
       raise ValueError(f"digest mismatch in {len(bad)} array(s), first {bad[0]}")
-  params = state.params if hasattr(state, "params") else state["params"]
-  for path, x in _host_leaves(params).items():
-    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+  for path, x in leaves.items():
+    if (path.startswith("params/") and np.issubdtype(x.dtype, np.floating)
+        and not np.isfinite(x).all()):
       raise ValueError(f"non-finite values in parameter {path}")
+
+
+def _restore_verified(manager, directory: str, step: int, items: dict[str, Any]) -> dict[str, Any]:
+  """`manager.restore` of `items` at `step`, with the state checked against its
+  digest (checkpoints written before digests existed restore unverified)."""
+  has_digest = os.path.isdir(os.path.join(directory, str(step), DIGEST_ITEM))
+  if has_digest:
+    items = {**items, DIGEST_ITEM: ocp.args.JsonRestore()}
+  restored = manager.restore(step, args=ocp.args.Composite(**items))
+  _verify(restored[STATE_ITEM], dict(restored[DIGEST_ITEM]) if has_digest else None)
+  return restored
+
+
+def _failure(step: int, error: Exception) -> str:
+  """'step N (Type: first line)' for a checkpoint that did not restore."""
+  first = str(error).splitlines()[0][:200] if str(error) else ""
+  return f"step {step} ({type(error).__name__}: {first})"
 
 
 class _QuietOrbaxInfo(logging_std.Filter):
@@ -128,12 +150,8 @@ class Checkpointer:
 
   def _restore_step(self, step: int, abstract) -> tuple[Any, dict[str, Any]]:
     """One step's state and data position, verified against its digest."""
-    has_digest = os.path.isdir(os.path.join(self.directory, str(step), DIGEST_ITEM))
-    items = {STATE_ITEM: ocp.args.StandardRestore(abstract), DATA_ITEM: ocp.args.JsonRestore()}
-    if has_digest:  # Checkpoints written before digests existed restore unverified.
-      items[DIGEST_ITEM] = ocp.args.JsonRestore()
-    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-    _verify(restored[STATE_ITEM], dict(restored[DIGEST_ITEM]) if has_digest else None)
+    restored = _restore_verified(self._manager, self.directory, step, {
+        STATE_ITEM: ocp.args.StandardRestore(abstract), DATA_ITEM: ocp.args.JsonRestore()})
     return restored[STATE_ITEM], dict(restored[DATA_ITEM])
 
   def _move_aside(self, steps: list[int]) -> None:
@@ -167,11 +185,10 @@ class Checkpointer:
       try:
         restored = self._restore_step(step, abstract)
       except Exception as e:  # orbax raises many types for damaged files.
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-        failures.append(f"step {step} ({reason})")
+        failures.append(_failure(step, e))
         unreadable.append(step)
-        logging.error("Checkpoint at step %d in %s is unreadable (%s); trying "
-                      "the previous one.", step, self.directory, reason)
+        logging.error("Checkpoint %s in %s is unreadable; trying the previous one.",
+                      failures[-1], self.directory)
         continue
       if failures:
         logging.warning("Resumed from step %d because newer checkpoints were "
@@ -212,15 +229,11 @@ def read_latest_variables(directory: str) -> tuple[dict[str, Any], dict[str, Any
                               "from first, or fix model.init_from.")
     failures = []
     for step in steps:
-      has_digest = os.path.isdir(os.path.join(directory, str(step), DIGEST_ITEM))
-      items = {STATE_ITEM: ocp.args.StandardRestore()}
-      if has_digest:
-        items[DIGEST_ITEM] = ocp.args.JsonRestore()
       try:
-        restored = manager.restore(step, args=ocp.args.Composite(**items))
-        _verify(restored[STATE_ITEM], dict(restored[DIGEST_ITEM]) if has_digest else None)
+        restored = _restore_verified(manager, directory, step,
+                                     {STATE_ITEM: ocp.args.StandardRestore()})
       except Exception as e:  # orbax raises many types for damaged files.
-        failures.append(f"step {step} ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
+        failures.append(_failure(step, e))
         logging.error("Checkpoint %s in %s is unreadable; trying the previous one.",
                       failures[-1], directory)
         continue
