@@ -185,11 +185,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise KeyError(f"Config key 'objective.{key}' is missing for objective "
                      f"{config.objective.name!r}; start from configs/{config.objective.name}.py.")
   for (section, key), choices in _CHOICES.items():
-    value = config
-    for part in section.split("."):
-      value = value[part]
-    if value[key] not in choices:
-      raise ValueError(f"config.{section}.{key}={value[key]!r} is not one of {choices}.")
+    value = _get(config, f"{section}.{key}")
+    if value not in choices:
+      raise ValueError(f"config.{section}.{key}={value!r} is not one of {choices}.")
   from repr_learn.evaluation import protocols  # Local import: protocols import objectives.
   protocols.parse_names(config.eval.protocols)
   protocols.parse_names(config.eval.periodic_protocols)
@@ -203,20 +201,21 @@ _NON_NEGATIVE = ("eval.every_steps", "optimizer.weight_decay", "optimizer.warmup
                  "optimizer.warmup_start_lr", "optimizer.min_lr", "optimizer.clip_global_norm")
 
 
+def _get(config: ml_collections.ConfigDict, dotted: str):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
 def _check_ranges(config: ml_collections.ConfigDict) -> None:
   """One-line errors for values that would crash later or silently misbehave
   (`keep_checkpoints=0` would delete every checkpoint)."""
-  def get(dotted):
-    value = config
-    for part in dotted.split("."):
-      value = value[part]
-    return value
   for key in _AT_LEAST_ONE:
-    if get(key) < 1:
-      raise ValueError(f"config.{key} must be at least 1, got {get(key)}.")
+    if _get(config, key) < 1:
+      raise ValueError(f"config.{key} must be at least 1, got {_get(config, key)}.")
   for key in _NON_NEGATIVE:
-    if get(key) < 0:
-      raise ValueError(f"config.{key} must not be negative, got {get(key)}.")
+    if _get(config, key) < 0:
+      raise ValueError(f"config.{key} must not be negative, got {_get(config, key)}.")
   if not config.optimizer.base_lr > 0:
     raise ValueError(f"config.optimizer.base_lr must be positive, got {config.optimizer.base_lr}.")
   if config.num_steps is not None and config.num_steps < 1:
