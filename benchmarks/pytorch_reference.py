@@ -6,8 +6,9 @@ repr_learn's jitted step is timed against (`benchmarks/side_by_side.py`).
 Written as the field's users write it, so the comparison is with common
 practice rather than with a tuned PyTorch program: eager mode (no
 torch.compile), NCHW float32 on the CPU, torchvision's `resnet18` (or
-`resnet50`) with the CIFAR stem (3x3 stride-1 conv1, no max-pool, fc removed)
-and `zero_init_residual` as repr_learn's ResNet, a projector Linear(no bias)
+`resnet50`) with the CIFAR stem (3x3 stride-1 conv1, no max-pool, fc removed;
+`--stem=imagenet` keeps torchvision's own) and `zero_init_residual` as
+repr_learn's ResNet, a projector Linear(no bias)
 -> BatchNorm1d -> ReLU -> Linear as `MLPHead` with num_layers=2, both views
 through one forward pass so BatchNorm sees all 2N images (repr_learn's
 `forward_views`), NT-Xent with the diagonal masked out of the softmax.
@@ -25,6 +26,13 @@ rank > 1 only, momentum on the lr-scaled update. PyTorch ships no LARS; users
 take such a per-parameter loop from solo-learn or the SimCLR ports, and it is
 slower than `torch.optim.SGD`'s fused multi-tensor path, so `--optimizer=sgd`
 (SGD with momentum, the same decay mask) is there to show what it costs.
+
+On a GPU (`--device=cuda`) the usual mixed-precision form: bf16 autocast
+(`--dtype=bfloat16`, float32 weights and optimizer) and channels-last
+activations (`--channels_last`), as repr_learn's `imagenet` variants compute
+in bf16. There the views are best drawn by DataLoader workers on the host, in
+parallel with the step, so `--noaugment` is the fair GPU figure (and favours
+PyTorch: repr_learn's step still augments on the device).
 
 The lr is constant (repr_learn's warm-up schedule is a scalar per step).
 `--online_probe` adds repr_learn's online linear probe: an eval-mode forward of
@@ -46,17 +54,23 @@ from torchvision.transforms import v2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # as repr_learn.data.augment normalises
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ARCHS = ("resnet18", "resnet50")
+STEMS = ("cifar", "imagenet")
 OPTIMIZERS = ("lars", "sgd")
+DTYPES = ("float32", "bfloat16")
 
 
-def cifar_resnet(arch: str) -> tuple[nn.Module, int]:
-  """torchvision's ResNet with the CIFAR stem, returning pooled features."""
+def resnet_backbone(arch: str, stem: str = "cifar") -> tuple[nn.Module, int]:
+  """torchvision's ResNet returning pooled features, with the CIFAR stem (3x3
+  stride-1 conv1, no max-pool) or torchvision's own 7x7/2 + max-pool."""
   if arch not in ARCHS:
     raise ValueError(f"Unknown arch {arch!r}; choose one of {ARCHS}.")
+  if stem not in STEMS:
+    raise ValueError(f"Unknown stem {stem!r}; choose one of {STEMS}.")
   net = getattr(torchvision.models, arch)(weights=None, zero_init_residual=True)
-  net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-  nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-  net.maxpool = nn.Identity()
+  if stem == "cifar":
+    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+    net.maxpool = nn.Identity()
   features = net.fc.in_features
   net.fc = nn.Identity()
   return net, features
@@ -65,9 +79,10 @@ def cifar_resnet(arch: str) -> tuple[nn.Module, int]:
 class SimCLRNet(nn.Module):
   """Backbone + projector; BatchNorm momentum 0.1 is flax's 0.9 decay."""
 
-  def __init__(self, arch: str, hidden_dim: int, output_dim: int, last_bn: bool = False):
+  def __init__(self, arch: str, hidden_dim: int, output_dim: int, last_bn: bool = False,
+               stem: str = "cifar"):
     super().__init__()
-    self.backbone, self.num_features = cifar_resnet(arch)
+    self.backbone, self.num_features = resnet_backbone(arch, stem)
     layers = [nn.Linear(self.num_features, hidden_dim, bias=False),
               nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
               nn.Linear(hidden_dim, output_dim, bias=not last_bn)]
@@ -160,7 +175,7 @@ class OnlineProbe:
 
   def __init__(self, model: SimCLRNet, num_classes: int = 10):
     self.model = model
-    self.linear = nn.Linear(model.num_features, num_classes)
+    self.linear = nn.Linear(model.num_features, num_classes).to(next(model.parameters()).device)
     self.optimizer = torch.optim.SGD(self.linear.parameters(), lr=0.1, momentum=0.9)
 
   def step(self, first_view: torch.Tensor, labels: torch.Tensor) -> None:
@@ -175,13 +190,21 @@ class OnlineProbe:
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, views: torch.Tensor,
-               temperature: float) -> float:
-  z1, z2 = model(views).chunk(2)
-  loss = nt_xent(z1, z2, temperature)
+               temperature: float, dtype: str = "float32") -> float:
+  with autocast(views.device, dtype):
+    z1, z2 = model(views).chunk(2)
+  loss = nt_xent(z1.float(), z2.float(), temperature)  # the loss in float32, as repr_learn's
   optimizer.zero_grad(set_to_none=True)
   loss.backward()
   optimizer.step()
-  return loss.item()
+  return loss.item()  # waits for the device: each timed step is complete
+
+
+def autocast(device: torch.device, dtype: str):
+  """Mixed precision as PyTorch users write it: bf16 autocast, float32 weights."""
+  if dtype not in DTYPES:
+    raise ValueError(f"Unknown dtype {dtype!r}; choose one of {DTYPES}.")
+  return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
 
 
 def _spread(values) -> dict[str, float]:
@@ -208,14 +231,16 @@ def versions() -> dict[str, str]:
 
 
 def measure(batch_size: int, image_size: int, steps: int, warmup: int,
-            threads: int | None = None, *, arch: str = "resnet18", hidden_dim: int = 2048,
-            output_dim: int = 128, last_bn: bool = False, temperature: float = 0.5,
-            optimizer: str = "lars", lr: float | None = None, momentum: float = 0.9,
-            weight_decay: float = 1e-6, min_scale: float = 0.08, color_strength: float = 0.5,
-            augment: bool = True, online_probe: bool = False, num_classes: int = 10,
+            threads: int | None = None, *, arch: str = "resnet18", stem: str = "cifar",
+            crop_size: int | None = None, hidden_dim: int = 2048, output_dim: int = 128,
+            last_bn: bool = False, temperature: float = 0.5, optimizer: str = "lars",
+            lr: float | None = None, momentum: float = 0.9, weight_decay: float = 1e-6,
+            min_scale: float = 0.08, color_strength: float = 0.5, augment: bool = True,
+            online_probe: bool = False, num_classes: int = 10, device: str = "cpu",
+            dtype: str = "float32", channels_last: bool = False,
             seed: int = 0) -> dict[str, Any]:
   """Times `steps` SimCLR steps after `warmup` untimed ones on one batch of
-  uint8 noise at `image_size`, cropped back to `image_size`.
+  uint8 noise at `image_size`, cropped to `crop_size` (default `image_size`).
 
   `lr` defaults to SimCLR's 1.0 x batch / 256. Returns images_per_sec and
   step_time_s (median, min, max, quartiles), the per-step times, the
@@ -225,32 +250,39 @@ def measure(batch_size: int, image_size: int, steps: int, warmup: int,
     raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps} and {warmup}.")
   threads = set_threads(threads)
   torch.manual_seed(seed)
+  device = torch.device(device)
+  crop_size = crop_size or image_size
   lr = 1.0 * batch_size / 256 if lr is None else lr
-  model = SimCLRNet(arch, hidden_dim, output_dim, last_bn).train()
+  memory_format = torch.channels_last if channels_last else torch.contiguous_format
+  model = SimCLRNet(arch, hidden_dim, output_dim, last_bn, stem).to(
+      device, memory_format=memory_format).train()
   opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
   probe = OnlineProbe(model, num_classes) if online_probe else None
-  images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8)
-  labels = torch.randint(0, num_classes, (batch_size,))
-  transform = view_transform(image_size, min_scale, color_strength)
-  fixed_views = None if augment else two_views(images, transform)
+  images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8,
+                         device=device)
+  labels = torch.randint(0, num_classes, (batch_size,), device=device)
+  transform = view_transform(crop_size, min_scale, color_strength)
+  draw_views = lambda: two_views(images, transform).contiguous(memory_format=memory_format)
+  fixed_views = None if augment else draw_views()
 
   times, augment_times, losses = [], [], []
   for i in range(warmup + steps):
     start = time.perf_counter()
-    views = two_views(images, transform) if augment else fixed_views
+    views = draw_views() if augment else fixed_views
     augmented = time.perf_counter()
-    losses.append(train_step(model, opt, views, temperature))
+    losses.append(train_step(model, opt, views, temperature, dtype))
     if probe is not None:
       probe.step(views[:batch_size], labels)
     if i >= warmup:
       times.append(time.perf_counter() - start)
       augment_times.append(augmented - start)
   return {
-      "config": {"arch": arch, "stem": "cifar", "batch_size": batch_size,
-                 "image_size": image_size, "hidden_dim": hidden_dim, "output_dim": output_dim,
-                 "last_bn": last_bn, "temperature": temperature, "optimizer": optimizer,
-                 "lr": lr, "weight_decay": weight_decay, "augment": augment,
-                 "online_probe": online_probe, "dtype": "float32", "memory_format": "NCHW",
+      "config": {"arch": arch, "stem": stem, "batch_size": batch_size,
+                 "image_size": image_size, "crop_size": crop_size, "hidden_dim": hidden_dim,
+                 "output_dim": output_dim, "last_bn": last_bn, "temperature": temperature,
+                 "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
+                 "augment": augment, "online_probe": online_probe, "device": str(device),
+                 "dtype": dtype, "memory_format": "NHWC" if channels_last else "NCHW",
                  "mode": "eager"},
       "steps": steps, "warmup": warmup, "threads": threads,
       "interop_threads": torch.get_num_interop_threads(),
@@ -264,8 +296,9 @@ def measure(batch_size: int, image_size: int, steps: int, warmup: int,
 def summary(r: dict[str, Any]) -> str:
   c, ips, st, aug = r["config"], r["images_per_sec"], r["step_time_s"], r["augment_time_s"]
   return "\n".join([
-      f"PyTorch SimCLR ({c['arch']} CIFAR stem, {c['optimizer']}, eager {c['dtype']}), batch "
-      f"{c['batch_size']}, {c['image_size']}px, augment {c['augment']}, online probe "
+      f"PyTorch SimCLR ({c['arch']} {c['stem']} stem, {c['optimizer']}, eager {c['dtype']} "
+      f"{c['memory_format']} on {c['device']}), batch {c['batch_size']}, {c['image_size']}px -> "
+      f"{c['crop_size']}px, augment {c['augment']}, online probe "
       f"{c['online_probe']}, {r['num_params']:,} params, {r['threads']} threads",
       f"Images/s: median {ips['median']:.4g} (min {ips['min']:.4g}, max {ips['max']:.4g}) "
       f"over {r['steps']} steps after {r['warmup']} warm-up",
@@ -281,11 +314,16 @@ def main() -> None:
   from absl import flags
 
   batch_size = flags.DEFINE_integer("batch_size", 64, "Images per step (2 views each).")
-  image_size = flags.DEFINE_integer("image_size", 32, "Stored and cropped image side.")
+  image_size = flags.DEFINE_integer("image_size", 32, "Stored image side.")
+  crop_size = flags.DEFINE_integer("crop_size", None, "View side (default: image_size).")
   steps = flags.DEFINE_integer("steps", 10, "Timed steps.")
   warmup = flags.DEFINE_integer("warmup", 2, "Untimed steps before them.")
   threads = flags.DEFINE_integer("threads", None, "torch intra-op threads (default: usable CPUs).")
   arch = flags.DEFINE_enum("arch", "resnet18", ARCHS, "torchvision backbone.")
+  stem = flags.DEFINE_enum("stem", "cifar", STEMS, "ResNet stem.")
+  device = flags.DEFINE_string("device", "cpu", "torch device: cpu | cuda.")
+  dtype = flags.DEFINE_enum("dtype", "float32", DTYPES, "bfloat16: autocast.")
+  channels_last = flags.DEFINE_bool("channels_last", False, "NHWC activations.")
   optimizer = flags.DEFINE_enum("optimizer", "lars", OPTIMIZERS, "Optimizer.")
   temperature = flags.DEFINE_float("temperature", 0.5, "NT-Xent temperature.")
   augment = flags.DEFINE_bool("augment", True, "Draw the views in every step.")
@@ -294,7 +332,9 @@ def main() -> None:
   def run(argv):
     del argv
     print(summary(measure(batch_size.value, image_size.value, steps.value, warmup.value,
-                          threads.value, arch=arch.value, optimizer=optimizer.value,
+                          threads.value, arch=arch.value, stem=stem.value,
+                          crop_size=crop_size.value, device=device.value, dtype=dtype.value,
+                          channels_last=channels_last.value, optimizer=optimizer.value,
                           temperature=temperature.value, augment=augment.value,
                           online_probe=online_probe.value)))
 
