@@ -175,6 +175,7 @@ def compare(config, *, rounds: int, steps: int, warmup: int, threads: int | None
           "compile_s_per_round": [r["compile_s"] for r in jax_runs],
           "num_params": jax_runs[0]["num_params"], "num_devices": jax_runs[0]["num_devices"],
           "mfu_per_round": [r["mfu"] for r in jax_runs],
+          "augment_s_per_round": [r["augment_time_s"]["median"] for r in jax_runs],
           "xla_flops_per_image": jax_runs[0]["xla_flops_per_image"],
           "memory": jax_runs[0]["memory"],
           "final_loss_per_round": [r["final_loss"] for r in jax_runs]},
@@ -209,7 +210,8 @@ def summary(r: dict[str, Any]) -> str:
       f"repr_learn (jit, {jx['num_devices']} {m['backend']} device(s), {jx['num_params']:,} "
       f"params): images/s per round {_joined(jx['images_per_sec_per_round'])}; median "
       f"{jx['images_per_sec_median']:.4g} (compile s per round: "
-      f"{_joined(jx['compile_s_per_round'])})",
+      f"{_joined(jx['compile_s_per_round'])}; view drawing alone "
+      f"{np.median(jx['augment_s_per_round']) * 1e3:.0f} ms per step)",
       f"PyTorch (eager on {pt['config']['device']}, {pt['threads']} threads, "
       f"{pt['config']['optimizer']}, {pt['config']['dtype']} {pt['config']['memory_format']}, augment "
       f"{pt['config']['augment']}, {pt['num_params']:,} params): images/s per round "

@@ -26,6 +26,7 @@ the command) to `--out`. Keys of that dict (`RESULT_KEYS`):
   xla_flops_per_image    the same per image of the global batch
   model_flops_per_image  as given (e.g. 58.7e9 for MAE ViT-B/16), else None
   step_time_s            {median, min, max, p25, p75} over the timed steps
+  augment_time_s         the same for the step's view drawing jitted alone
   images_per_sec         {median, min, max, p25, p75}: batch / each step's time
   peak_flops_per_device  dense bf16 peak of the device kind (None if unknown/CPU)
   mfu                    model FLOPs/s over peak (needs both), at the median
@@ -57,6 +58,7 @@ import numpy as np
 from repr_learn import config_schema
 from repr_learn import parallel
 from repr_learn import train
+from repr_learn.data import augment
 from repr_learn.data import catalog
 
 RESULT_KEYS = (
@@ -104,6 +106,23 @@ def synthetic_batch(config, spec, objective, mesh, seed: int = 0) -> dict[str, j
   if objective.pairs_with_neighbours:
     batch["neighbour_image"] = rng.integers(0, 256, shape, dtype=np.uint8)
   return parallel.global_batch(batch, mesh)
+
+
+def _time_augmentation(objective, batch, *, steps: int, warmup: int) -> list[float]:
+  """Per-call times of the step's view drawing alone (`augment.make_views` for
+  the objective's views, jitted on its own): its share of the step, roughly,
+  since inside the step XLA may fuse it with the network's first layers."""
+  draw = jax.jit(lambda rng, images: augment.make_views(
+      rng, images, objective.views, augment.IMAGENET_MEAN, augment.IMAGENET_STD))
+  rng = jax.random.key(0)
+  jax.block_until_ready(draw(rng, batch["image"]))
+  times = []
+  for i in range(warmup + steps):
+    start = time.perf_counter()
+    jax.block_until_ready(draw(jax.random.fold_in(rng, i), batch["image"]))
+    if i >= warmup:
+      times.append(time.perf_counter() - start)
+  return times
 
 
 def _flops(compiled) -> float | None:
@@ -228,6 +247,7 @@ def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
     jax.block_until_ready((state, metrics))
     if i >= warmup:
       times.append(time.perf_counter() - start)
+  augment_times = _time_augmentation(setup.objective, batch, steps=steps, warmup=warmup)
 
   num_devices = mesh.devices.size
   per_device = _flops(compiled)
@@ -252,6 +272,7 @@ def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
       "xla_flops_per_image": xla_flops / config.batch_size if xla_flops else None,
       "model_flops_per_image": model_flops_per_image,
       "step_time_s": step_time, "images_per_sec": images_per_sec,
+      "augment_time_s": _spread(augment_times),
       "peak_flops_per_device": peak,
       "mfu": (model_flops_per_image * rate / total_peak
               if total_peak and model_flops_per_image else None),
@@ -286,7 +307,8 @@ def summary(r: dict[str, Any]) -> str:
       f"Images/s: median {ips['median']:.4g} (min {ips['min']:.4g}, max {ips['max']:.4g}, "
       f"IQR {ips['p25']:.4g}-{ips['p75']:.4g}) over {r['steps']} steps after {r['warmup']} warm-up",
       f"Step time: median {st['median'] * 1e3:.1f} ms (min {st['min'] * 1e3:.1f}, "
-      f"max {st['max'] * 1e3:.1f})",
+      f"max {st['max'] * 1e3:.1f}); view drawing alone "
+      f"{r['augment_time_s']['median'] * 1e3:.1f} ms",
   ]
   if r["peak_flops_per_device"] is None:
     why = "CPU" if m["backend"] == "cpu" else f"no peak for {m['device_kind']!r}"

@@ -25,6 +25,9 @@ LOCK_PREFIX = ".lock"
 # Config fields (or whole sections) that define which run a workdir holds: a
 # checkpoint of one cannot be resumed by another. Sections compare leaf by leaf.
 IDENTITY_KEYS = ("objective", "model", "data.name", "augment.crop_size", "batch_size")
+# Fields inside those sections that choose only how the same computation runs
+# (the checkpoint fits either way), so a resume may change them.
+EXECUTION_KEYS = ("model.attention",)
 
 
 class WorkdirError(RuntimeError):
@@ -54,7 +57,7 @@ def identity_differences(old: dict, new: dict) -> list[str]:
   for key in IDENTITY_KEYS:
     a, b = _leaves(_lookup(old, key), key), _leaves(_lookup(new, key), key)
     diffs += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-              if a.get(k) != b.get(k)]
+              if a.get(k) != b.get(k) and k not in EXECUTION_KEYS]
   return diffs
 
 

@@ -77,3 +77,20 @@ def test_network_heads():
   assert out["features"].shape == (4, 16)
   with pytest.raises(ValueError, match="Unknown backbone"):
     models.build_backbone(_model_config(backbone="resnet19"))
+
+
+def test_attention_implementation_choice(monkeypatch):
+  """'auto' takes cuDNN's fused kernel only where it applies; XLA elsewhere."""
+  choose = vit.attention_implementation
+  assert choose("auto", jnp.bfloat16, 64, masked=False) == "xla"  # this CPU
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert choose("auto", jnp.bfloat16, 64, masked=False) == "cudnn"
+  assert choose("auto", jnp.float16, 128, masked=False) == "cudnn"
+  assert choose("auto", jnp.float32, 64, masked=False) == "xla"   # cuDNN: half precision only
+  assert choose("auto", jnp.bfloat16, 64, masked=True) == "xla"   # key masks (I-JEPA) stay on XLA
+  assert choose("auto", jnp.bfloat16, 12, masked=False) == "xla"  # head size not a multiple of 8
+  assert choose("auto", jnp.bfloat16, 256, masked=False) == "xla"
+  assert choose("xla", jnp.bfloat16, 64, masked=False) == "xla"
+  assert choose("cudnn", jnp.float32, 64, masked=False) == "cudnn"  # as asked
+  with pytest.raises(ValueError, match="Unknown attention 'flash'"):
+    choose("flash", jnp.bfloat16, 64, masked=False)

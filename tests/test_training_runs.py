@@ -228,6 +228,15 @@ def test_workdir_of_another_run_is_refused_then_moved_aside(tmp_path, data_dir):
   assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 64
 
 
+def test_attention_implementation_is_not_part_of_a_runs_identity():
+  old = config_schema.base_config().to_dict()
+  new = config_schema.base_config()
+  new.model.attention = "xla"
+  assert workdir_lib.identity_differences(old, new.to_dict()) == []
+  new.model.patch_size = 8
+  assert workdir_lib.identity_differences(old, new.to_dict()) == ["model.patch_size: 16 -> 8"]
+
+
 def test_an_unlabeled_image_folder_pretrains_and_skips_label_based_evaluation(tmp_path, caplog):
   rng = np.random.default_rng(0)
   for i in range(40):

@@ -98,7 +98,7 @@ def build_backbone(config: ml_collections.ConfigDict, image_size: int = 224,
                    pos_embedding=config.pos_embedding, image_size=image_size,
                    drop_path=config.drop_path, layer_scale=config.layer_scale,
                    post_norm=config.post_norm, mask_token=config.mask_token,
-                   dtype=dtype, name="backbone")
+                   dtype=dtype, attention=config.attention, name="backbone")
   raise ValueError(f"Unknown backbone {config.backbone!r}; choose one of {BACKBONES}.")
 
 
@@ -109,7 +109,7 @@ def build_decoder(config: ml_collections.ConfigDict, output_dim: int) -> nn.Modu
   if dec.kind == "transformer":
     return heads.TokenDecoder(width=dec.width, depth=dec.depth, num_heads=dec.num_heads,
                               mlp_dim=dec.mlp_dim, output_dim=output_dim, dtype=dtype,
-                              name="decoder")
+                              attention=config.attention, name="decoder")
   if dec.kind == "linear":
     return heads.LinearTokenHead(output_dim=output_dim, norm=dec.depth > 0, dtype=dtype,
                                  name="decoder")
@@ -120,7 +120,7 @@ def build_decoder(config: ml_collections.ConfigDict, output_dim: int) -> nn.Modu
   if dec.kind == "predictor":
     return heads.TokenPredictor(width=dec.width, depth=dec.depth, num_heads=dec.num_heads,
                                 mlp_dim=dec.mlp_dim, output_dim=output_dim, dtype=dtype,
-                                name="decoder")
+                                attention=config.attention, name="decoder")
   raise ValueError(f"Unknown model.decoder.kind {dec.kind!r}.")
 
 

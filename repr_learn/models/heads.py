@@ -94,10 +94,12 @@ class _TransformerHead(nn.Module):
   mlp_dim: int
   output_dim: int
   dtype: Any = jnp.float32
+  attention: str = "auto"
 
   def predict(self, x, train: bool, key_mask=None):
     for i in range(self.depth):
       x, _ = vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
+                              attention=self.attention,
                               name=f"block_{i}")(x, train=train, key_mask=key_mask)
     x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
     return nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(x)

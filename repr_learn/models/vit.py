@@ -8,8 +8,10 @@ targets). Options cover the recipes: drop path, LayerScale, post-LN blocks, no
 class token (`pooling='mean'`), and learned positions resampled to other
 resolutions (DINO's 96-px local crops, fine-tuning at another size).
 
-Attention goes through `jax.nn.dot_product_attention`, which dispatches to cuDNN's
-fused kernel on GPUs (`implementation=None` lets JAX choose) and to XLA elsewhere.
+Attention goes through `jax.nn.dot_product_attention`. Its default
+implementation is XLA's on every backend (jax 0.10-0.11 choose no fused kernel
+themselves), so `attention_implementation` asks for cuDNN's fused (flash)
+kernel where it applies: on GPUs, in half precision, without a key mask.
 """
 
 from typing import Any
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 POOLINGS = ("cls", "gap", "mean")
+ATTENTIONS = ("auto", "xla", "cudnn")
 # name -> (width, depth, heads, mlp_dim)
 VIT_SIZES = {
     "vit_test": (32, 2, 2, 64),   # tests only
@@ -55,9 +58,24 @@ def resample_positions(pos: jax.Array, grid: int) -> jax.Array:
       grid * grid, pos.shape[-1]).astype(pos.dtype)
 
 
+def attention_implementation(choice: str, dtype, head_dim: int, masked: bool) -> str | None:
+  """`jax.nn.dot_product_attention`'s implementation for `choice` ('auto',
+  'xla' or 'cudnn'): 'auto' takes cuDNN's fused kernel on a GPU for bf16/fp16
+  inputs, head sizes it supports (multiples of 8 up to 128) and no key mask,
+  and XLA's otherwise."""
+  if choice not in ATTENTIONS:
+    raise ValueError(f"Unknown attention {choice!r}; use one of {ATTENTIONS}.")
+  if choice == "auto":
+    fused = (jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+             and head_dim % 8 == 0 and head_dim <= 128 and not masked)
+    choice = "cudnn" if fused else "xla"
+  return choice
+
+
 class SelfAttention(nn.Module):
   num_heads: int
   dtype: Any = jnp.float32
+  attention: str = "auto"
 
   @nn.compact
   def __call__(self, x, key_mask=None):
@@ -69,7 +87,9 @@ class SelfAttention(nn.Module):
     qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype, name="qkv")(x)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     mask = None if key_mask is None else key_mask[:, None, None, :]
-    out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    implementation = attention_implementation(self.attention, q.dtype, head_dim,
+                                              mask is not None)
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
     return nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="out")(out)
 
 
@@ -82,6 +102,7 @@ class EncoderBlock(nn.Module):
     layer_scale: > 0 multiplies each branch by a learned per-channel gamma
       initialised to this value (CaiT; SimMIM uses 0.1).
     post_norm: LayerNorm after each residual addition instead of before the branch.
+    attention: see `attention_implementation`.
   """
   num_heads: int
   mlp_dim: int
@@ -89,6 +110,7 @@ class EncoderBlock(nn.Module):
   drop_path: float = 0.0
   layer_scale: float = 0.0
   post_norm: bool = False
+  attention: str = "auto"
 
   def _branch_out(self, y, name, train):
     if self.layer_scale > 0:
@@ -103,7 +125,7 @@ class EncoderBlock(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False, key_mask=None):
     """Returns (x, the FFN's output before the residual addition)."""
-    attention = SelfAttention(self.num_heads, self.dtype, name="attention")
+    attention = SelfAttention(self.num_heads, self.dtype, self.attention, name="attention")
     norm1 = nn.LayerNorm(dtype=self.dtype, name="norm1")
     norm2 = nn.LayerNorm(dtype=self.dtype, name="norm2")
 
@@ -137,6 +159,7 @@ class ViT(nn.Module):
     layer_scale, post_norm: see `EncoderBlock`.
     mask_token: create a learned token that `encode(token_mask=...)` puts in
       place of masked patch embeddings (SimMIM, MaskFeat).
+    attention: see `attention_implementation`.
   """
   width: int
   depth: int
@@ -151,6 +174,7 @@ class ViT(nn.Module):
   post_norm: bool = False
   mask_token: bool = False
   dtype: Any = jnp.float32
+  attention: str = "auto"
 
   @property
   def num_features(self) -> int:
@@ -181,7 +205,8 @@ class ViT(nn.Module):
     rates = np.linspace(0.0, self.drop_path, self.depth) if self.depth > 1 else [self.drop_path]
     self.blocks = [EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
                                 drop_path=float(rates[i]), layer_scale=self.layer_scale,
-                                post_norm=self.post_norm, name=f"block_{i}")
+                                post_norm=self.post_norm, attention=self.attention,
+                                name=f"block_{i}")
                    for i in range(self.depth)]
     # Pre-LN stacks end in a LayerNorm; post-LN stacks normalise their input.
     self.norm = nn.LayerNorm(dtype=self.dtype)
