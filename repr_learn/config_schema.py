@@ -48,7 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.patch_size = 16           # ViT only
   c.model.pooling = "cls"           # ViT only: 'cls' token, 'gap' (cls kept, mean of patches) or 'mean' (no cls)
   c.model.pos_embedding = "sincos"  # ViT only: 'sincos' (fixed) or 'learned'
-  c.model.attention = "auto"        # ViT only: 'auto' (cuDNN's fused kernel on GPUs in bf16), 'xla', 'cudnn'
+  c.model.attention = "xla"         # ViT only: 'xla', or 'cudnn' (its fused kernel where it applies, on GPUs)
   c.model.drop_path = 0.0           # ViT only: stochastic depth, linear over blocks to this rate
   c.model.layer_scale = 0.0         # ViT only: > 0 scales residual branches by a learned gamma (SimMIM 0.1)
   c.model.post_norm = False         # ViT only: post-LayerNorm blocks (data2vec 2.0)
@@ -140,7 +140,7 @@ _CHOICES = {
     ("model", "stem"): ("cifar", "imagenet"),
     ("model", "pooling"): ("cls", "gap", "mean"),
     ("model", "pos_embedding"): ("sincos", "learned"),
-    ("model", "attention"): ("auto", "xla", "cudnn"),
+    ("model", "attention"): ("xla", "cudnn"),
     ("eval", "linear_variant"): ("standard", "mae"),
     ("data", "bad_images"): ("error", "skip"),
     ("parallel", "mode"): ("jit", "pmap"),

@@ -1,5 +1,5 @@
 """cuDNN's fused attention against XLA's on a GPU (skipped elsewhere): the
-`model.attention='auto'` choice must not change what a ViT computes.
+`model.attention='cudnn'` choice must not change what a ViT computes.
 
   JAX_PLATFORMS=cuda CUDA_VISIBLE_DEVICES=0 pytest tests/test_gpu_attention.py
 
@@ -16,10 +16,14 @@ from repr_learn.models import vit
 pytestmark = pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a GPU")
 
 
-@pytest.mark.parametrize("length", [37, 50, 197])  # DINO local crop, MAE encoder, ViT/16 at 224
+# MAE ViT/16's encoder (49 kept + class token) and 196 patches without one. The
+# odd lengths with a class token (37, 197) are refused by jax 0.11.2's cuDNN
+# path in training (seen on an H200) and stay on XLA (`attention_implementation`).
+@pytest.mark.parametrize("length", [50, 196])
 def test_cudnn_attention_matches_xla(length):
   x = jax.random.normal(jax.random.key(0), (4, length, 384), jnp.bfloat16)
   modules = {impl: vit.SelfAttention(6, jnp.bfloat16, impl) for impl in ("xla", "cudnn")}
+  assert vit.attention_implementation("cudnn", jnp.bfloat16, 64, length, masked=False) == "cudnn"
   params = modules["xla"].init(jax.random.key(1), x)
 
   def loss(impl, p, inputs):

@@ -80,17 +80,17 @@ def test_network_heads():
 
 
 def test_attention_implementation_choice(monkeypatch):
-  """'auto' takes cuDNN's fused kernel only where it applies; XLA elsewhere."""
+  """'cudnn' takes the fused kernel only for calls cuDNN accepts; XLA elsewhere."""
   choose = vit.attention_implementation
-  assert choose("auto", jnp.bfloat16, 64, masked=False) == "xla"  # this CPU
+  assert choose("cudnn", jnp.bfloat16, 64, 50, masked=False) == "xla"  # this CPU
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-  assert choose("auto", jnp.bfloat16, 64, masked=False) == "cudnn"
-  assert choose("auto", jnp.float16, 128, masked=False) == "cudnn"
-  assert choose("auto", jnp.float32, 64, masked=False) == "xla"   # cuDNN: half precision only
-  assert choose("auto", jnp.bfloat16, 64, masked=True) == "xla"   # key masks (I-JEPA) stay on XLA
-  assert choose("auto", jnp.bfloat16, 12, masked=False) == "xla"  # head size not a multiple of 8
-  assert choose("auto", jnp.bfloat16, 256, masked=False) == "xla"
-  assert choose("xla", jnp.bfloat16, 64, masked=False) == "xla"
-  assert choose("cudnn", jnp.float32, 64, masked=False) == "cudnn"  # as asked
+  assert choose("cudnn", jnp.bfloat16, 64, 50, masked=False) == "cudnn"  # MAE's encoder
+  assert choose("cudnn", jnp.float16, 128, 196, masked=False) == "cudnn"
+  assert choose("cudnn", jnp.bfloat16, 64, 197, masked=False) == "xla"  # odd: refused in training
+  assert choose("cudnn", jnp.float32, 64, 50, masked=False) == "xla"    # half precision only
+  assert choose("cudnn", jnp.bfloat16, 64, 50, masked=True) == "xla"    # I-JEPA's key masks
+  assert choose("cudnn", jnp.bfloat16, 12, 50, masked=False) == "xla"   # head size
+  assert choose("cudnn", jnp.bfloat16, 256, 50, masked=False) == "xla"
+  assert choose("xla", jnp.bfloat16, 64, 50, masked=False) == "xla"
   with pytest.raises(ValueError, match="Unknown attention 'flash'"):
-    choose("flash", jnp.bfloat16, 64, masked=False)
+    choose("flash", jnp.bfloat16, 64, 50, masked=False)

@@ -231,7 +231,7 @@ def test_workdir_of_another_run_is_refused_then_moved_aside(tmp_path, data_dir):
 def test_attention_implementation_is_not_part_of_a_runs_identity():
   old = config_schema.base_config().to_dict()
   new = config_schema.base_config()
-  new.model.attention = "xla"
+  new.model.attention = "cudnn"
   assert workdir_lib.identity_differences(old, new.to_dict()) == []
   new.model.patch_size = 8
   assert workdir_lib.identity_differences(old, new.to_dict()) == ["model.patch_size: 16 -> 8"]

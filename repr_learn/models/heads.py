@@ -94,7 +94,7 @@ class _TransformerHead(nn.Module):
   mlp_dim: int
   output_dim: int
   dtype: Any = jnp.float32
-  attention: str = "auto"
+  attention: str = "xla"
 
   def predict(self, x, train: bool, key_mask=None):
     for i in range(self.depth):

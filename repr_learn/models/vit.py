@@ -8,10 +8,11 @@ targets). Options cover the recipes: drop path, LayerScale, post-LN blocks, no
 class token (`pooling='mean'`), and learned positions resampled to other
 resolutions (DINO's 96-px local crops, fine-tuning at another size).
 
-Attention goes through `jax.nn.dot_product_attention`. Its default
-implementation is XLA's on every backend (jax 0.10-0.11 choose no fused kernel
-themselves), so `attention_implementation` asks for cuDNN's fused (flash)
-kernel where it applies: on GPUs, in half precision, without a key mask.
+Attention goes through `jax.nn.dot_product_attention`, whose default is XLA's
+implementation on every backend (jax 0.10-0.11 pick no fused kernel
+themselves). `model.attention='cudnn'` asks for cuDNN's fused kernel where it
+accepts the call (`attention_implementation`); its speed on our ViTs is not
+measured yet (BENCHMARKS.md), so XLA's stays the default.
 """
 
 from typing import Any
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 POOLINGS = ("cls", "gap", "mean")
-ATTENTIONS = ("auto", "xla", "cudnn")
+ATTENTIONS = ("xla", "cudnn")
 # name -> (width, depth, heads, mlp_dim)
 VIT_SIZES = {
     "vit_test": (32, 2, 2, 64),   # tests only
@@ -58,24 +59,25 @@ def resample_positions(pos: jax.Array, grid: int) -> jax.Array:
       grid * grid, pos.shape[-1]).astype(pos.dtype)
 
 
-def attention_implementation(choice: str, dtype, head_dim: int, masked: bool) -> str | None:
-  """`jax.nn.dot_product_attention`'s implementation for `choice` ('auto',
-  'xla' or 'cudnn'): 'auto' takes cuDNN's fused kernel on a GPU for bf16/fp16
-  inputs, head sizes it supports (multiples of 8 up to 128) and no key mask,
-  and XLA's otherwise."""
+def attention_implementation(choice: str, dtype, head_dim: int, length: int,
+                             masked: bool) -> str:
+  """`jax.nn.dot_product_attention`'s implementation for one call under
+  `model.attention`: 'xla' always; 'cudnn' takes cuDNN's fused kernel where it
+  accepts the call (a GPU, bf16/fp16, head size a multiple of 8 up to 128, an
+  even sequence length: jax 0.11 refuses odd ones in training, i.e. a ViT/16's
+  197 tokens with the class token; no key mask) and XLA's for the rest."""
   if choice not in ATTENTIONS:
     raise ValueError(f"Unknown attention {choice!r}; use one of {ATTENTIONS}.")
-  if choice == "auto":
-    fused = (jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
-             and head_dim % 8 == 0 and head_dim <= 128 and not masked)
-    choice = "cudnn" if fused else "xla"
-  return choice
+  fused = (choice == "cudnn" and jax.default_backend() == "gpu"
+           and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+           and head_dim % 8 == 0 and head_dim <= 128 and length % 2 == 0 and not masked)
+  return "cudnn" if fused else "xla"
 
 
 class SelfAttention(nn.Module):
   num_heads: int
   dtype: Any = jnp.float32
-  attention: str = "auto"
+  attention: str = "xla"
 
   @nn.compact
   def __call__(self, x, key_mask=None):
@@ -87,7 +89,7 @@ class SelfAttention(nn.Module):
     qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype, name="qkv")(x)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     mask = None if key_mask is None else key_mask[:, None, None, :]
-    implementation = attention_implementation(self.attention, q.dtype, head_dim,
+    implementation = attention_implementation(self.attention, q.dtype, head_dim, length,
                                               mask is not None)
     out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
     return nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="out")(out)
@@ -110,7 +112,7 @@ class EncoderBlock(nn.Module):
   drop_path: float = 0.0
   layer_scale: float = 0.0
   post_norm: bool = False
-  attention: str = "auto"
+  attention: str = "xla"
 
   def _branch_out(self, y, name, train):
     if self.layer_scale > 0:
@@ -174,7 +176,7 @@ class ViT(nn.Module):
   post_norm: bool = False
   mask_token: bool = False
   dtype: Any = jnp.float32
-  attention: str = "auto"
+  attention: str = "xla"
 
   @property
   def num_features(self) -> int:
