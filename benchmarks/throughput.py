@@ -5,9 +5,15 @@
 
 The step is the trainer's own: `train.build_setup` builds the objective,
 optimizer, schedule and online probe, and the step is jitted with the
-trainer's shardings and state donation. No dataset is opened: the batch is
-uint8 noise at the catalog's stored image size (`spec.image_size`), put on the
-devices once, so the figures are the step alone, without the input pipeline.
+trainer's shardings and state donation. By default no dataset is opened: the
+batch is uint8 noise at the catalog's stored image size (`spec.image_size`),
+put on the devices once, so the figures are the step alone. `--end_to_end`
+then times the same compiled step fed by the real input pipeline (the
+config's dataset, prepared as for training), so the input's cost shows as the
+difference:
+
+  python benchmarks/throughput.py --config=configs/simclr.py:digits --end_to_end
+
 The schedule and any memory bank are sized for a nominal dataset
 (`NOMINAL_EXAMPLES`, or `--num_examples`). Methods that start from a pretrained
 encoder (SCAN, DEC) are timed from random weights, and their pass over the
@@ -27,6 +33,9 @@ the command) to `--out`. Keys of that dict (`RESULT_KEYS`):
   model_flops_per_image  as given (e.g. 58.7e9 for MAE ViT-B/16), else None
   step_time_s            {median, min, max, p25, p75} over the timed steps
   augment_time_s         the same for the step's view drawing jitted alone
+  end_to_end             with --end_to_end: images/s, step time and the host's
+                         wait per step when the real input pipeline feeds the
+                         step (`_time_end_to_end`); else None
   images_per_sec         {median, min, max, p25, p75}: batch / each step's time
   peak_flops_per_device  dense bf16 peak of the device kind (None if unknown/CPU)
   mfu                    model FLOPs/s over peak (needs both), at the median
@@ -60,6 +69,8 @@ from repr_learn import parallel
 from repr_learn import train
 from repr_learn.data import augment
 from repr_learn.data import catalog
+from repr_learn.data import pipeline
+from repr_learn.data import sources
 
 RESULT_KEYS = (
     "config", "steps", "warmup", "num_devices", "num_params", "lower_s", "compile_s",
@@ -106,6 +117,38 @@ def synthetic_batch(config, spec, objective, mesh, seed: int = 0) -> dict[str, j
   if objective.pairs_with_neighbours:
     batch["neighbour_image"] = rng.integers(0, 256, shape, dtype=np.uint8)
   return parallel.global_batch(batch, mesh)
+
+
+def _time_end_to_end(config, spec, setup, compiled, state, mesh, *, steps: int,
+                     warmup: int) -> dict[str, Any]:
+  """The same compiled step fed by the real input pipeline, as the trainer's
+  loop feeds it: grain reads and decodes batches in its threads (and
+  `data.worker_count` processes), and the host fetches batch k+1 while the
+  device runs step k (JAX dispatches asynchronously); the window is timed as a
+  whole and the devices waited for once, at its end."""
+  if setup.objective.pairs_with_neighbours:
+    raise ValueError(f"--end_to_end does not mine {config.objective.name}'s neighbours; "
+                     "time its step on synthetic data.")
+  source = sources.open_source(spec, train.training_split(config, spec), config.data)
+  data_iter = pipeline.make_train_iterator(
+      source, global_batch_size=config.batch_size, process_index=jax.process_index(),
+      process_count=jax.process_count(), seed=config.seed,
+      worker_count=config.data.worker_count)
+  fetch_s = []
+  for i in range(warmup + steps):
+    if i == warmup:
+      jax.block_until_ready(state)
+      start = time.perf_counter()
+    fetch_start = time.perf_counter()
+    batch = parallel.global_batch(next(data_iter), mesh)
+    if i >= warmup:
+      fetch_s.append(time.perf_counter() - fetch_start)
+    state, _ = compiled(state, batch)
+  jax.block_until_ready(state)
+  seconds = time.perf_counter() - start
+  return {"images_per_sec": config.batch_size * steps / seconds, "step_time_s": seconds / steps,
+          "host_wait_s_per_step": float(np.mean(fetch_s)), "examples": len(source),
+          "worker_count": config.data.worker_count}
 
 
 def _time_augmentation(objective, batch, *, steps: int, warmup: int) -> list[float]:
@@ -215,7 +258,7 @@ def machine_info() -> tuple[dict[str, Any], dict[str, str]]:
 
 def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
             model_flops_per_image: float | None = None,
-            num_examples: int | None = None) -> dict[str, Any]:
+            num_examples: int | None = None, end_to_end: bool = False) -> dict[str, Any]:
   """Compiles `config`'s train step as the trainer does and times `steps` steps
   after `warmup` untimed ones. Returns the dict described in the module doc."""
   if steps < 1 or warmup < 0:
@@ -248,6 +291,8 @@ def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
     if i >= warmup:
       times.append(time.perf_counter() - start)
   augment_times = _time_augmentation(setup.objective, batch, steps=steps, warmup=warmup)
+  fed = (_time_end_to_end(config, spec, setup, compiled, state, mesh, steps=steps,
+                          warmup=warmup) if end_to_end else None)
 
   num_devices = mesh.devices.size
   per_device = _flops(compiled)
@@ -273,6 +318,7 @@ def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
       "model_flops_per_image": model_flops_per_image,
       "step_time_s": step_time, "images_per_sec": images_per_sec,
       "augment_time_s": _spread(augment_times),
+      "end_to_end": fed,
       "peak_flops_per_device": peak,
       "mfu": (model_flops_per_image * rate / total_peak
               if total_peak and model_flops_per_image else None),
@@ -322,6 +368,13 @@ def summary(r: dict[str, Any]) -> str:
     size = (f"{mem['peak_bytes'] / 2**30:.2f} GiB" if mem["peak_bytes"] >= 2**30
             else f"{mem['peak_bytes'] / 2**20:.1f} MiB")
     lines.append(f"Peak memory per device: {size} ({mem['source']})")
+  if r["end_to_end"]:
+    e = r["end_to_end"]
+    lines.append(f"End to end (real input pipeline, {e['worker_count']} grain workers): "
+                 f"{e['images_per_sec']:.4g} images/s, {e['step_time_s'] * 1e3:.1f} ms per "
+                 f"step, of which the host waited {e['host_wait_s_per_step'] * 1e3:.1f} ms for "
+                 f"data; {e['images_per_sec'] / r['images_per_sec']['median']:.0%} of the "
+                 "synthetic-input rate")
   lines.append(f"Loss after the last step: {r['final_loss']:.4g} (synthetic data)")
   load = ", ".join(f"{x:.2f}" for x in m["load_average"] or [])
   lines.append(f"Machine: {m['device_kind']} x{m['device_count']}, {m['cpu_model']}, "
@@ -346,6 +399,9 @@ def main() -> None:
   num_examples = flags.DEFINE_integer(
       "num_examples", None, "Dataset size for the schedule and memory banks "
       "(default: the dataset's nominal size).")
+  end_to_end = flags.DEFINE_bool(
+      "end_to_end", False, "Also time the step fed by the real input pipeline (the "
+      "config's dataset must be prepared; data.worker_count sets grain's processes).")
   out = flags.DEFINE_string("out", "benchmarks/results.jsonl", "JSON lines file to append to.")
   flags.mark_flags_as_required(["config"])
 
@@ -353,7 +409,7 @@ def main() -> None:
     del argv
     result = measure(config_flag.value, steps=steps.value, warmup=warmup.value,
                      model_flops_per_image=model_flops.value,
-                     num_examples=num_examples.value)
+                     num_examples=num_examples.value, end_to_end=end_to_end.value)
     print(summary(result))
     append_record(out.value, result)
 

@@ -14,6 +14,12 @@ import ml_collections
 VARIANTS = ("smoke", "digits", "cifar10", "imagenet")
 
 
+def variants(module) -> tuple[str, ...]:
+  """Every variant a config file accepts: the common four and the further
+  paper recipes it lists in `EXTRA_VARIANTS` (e.g. DINO's ResNet-50)."""
+  return VARIANTS + tuple(getattr(module, "EXTRA_VARIANTS", ()))
+
+
 def set_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
   if variant == "smoke":
     c.data.name = "digits"

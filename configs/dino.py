@@ -25,6 +25,7 @@ import ml_collections
 from configs import common
 from repr_learn import config_schema
 
+EXTRA_VARIANTS = ("imagenet_resnet50",)
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   resnet50 = variant == "imagenet_resnet50"

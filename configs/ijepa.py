@@ -40,6 +40,7 @@ import ml_collections
 from configs import common
 from repr_learn import config_schema
 
+EXTRA_VARIANTS = ("imagenet_vith14",)
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   vith = variant == "imagenet_vith14"

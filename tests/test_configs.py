@@ -9,7 +9,6 @@ import pytest
 
 from configs import common
 from repr_learn import config_schema
-from tests import test_objectives
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
                  if p.stem not in ("__init__", "common"))
@@ -18,8 +17,7 @@ CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_variant_validates(name):
   module = importlib.import_module(f"configs.{name}")
-  variants = list(common.VARIANTS) + test_objectives.EXTRA_VARIANTS.get(name, [])
-  for variant in variants:
+  for variant in common.variants(module):
     config_schema.validate(module.get_config(variant))
 
 

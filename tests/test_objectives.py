@@ -28,7 +28,6 @@ METHODS = sorted(objectives.REGISTRY)
 # (BYOL/MoCo v3's EMA target, NNCLR's support set and NPID's bank use the same
 # code paths and train once each below.)
 WITH_EXTRA_STATE = ("moco_v2", "swav", "dino", "deepcluster_v2", "scan", "ijepa")
-EXTRA_VARIANTS = {"dino": ["imagenet_resnet50"], "ijepa": ["imagenet_vith14"]}
 ON_PRETRAINED = tuple(m for m in METHODS
                       if objectives.REGISTRY[m].needs_pretrained_encoder)
 
@@ -222,8 +221,7 @@ def test_init_from_copies_matching_parts_only(pretrained_dir):
 @pytest.mark.parametrize("method", METHODS)
 def test_every_variant_of_every_config_is_valid(method):
   module = importlib.import_module(f"configs.{method}")
-  variants = list(common.VARIANTS) + EXTRA_VARIANTS.get(method, [])
-  for variant in variants:
+  for variant in common.variants(module):
     config = module.get_config(variant)
     config_schema.validate(config)
     assert config.objective.name == method

@@ -1,0 +1,112 @@
+"""Per-device memory of every `imagenet` recipe's train step, without running it.
+
+  python benchmarks/memory.py                       # every recipe, 8-way split
+  python benchmarks/memory.py --configs=mae,dino --devices=8
+
+For each config's ImageNet variants, the trainer's own step
+(`train.Setup.compiled_train_step`) is lowered on abstract state and batch
+(`jax.eval_shape`: no weights exist, no FLOPs run) at the recipe's global batch
+divided by `--devices` (data parallelism keeps a full replica of the state on
+each device and a 1/devices share of the batch: the per-device program of the
+8-GPU run) and compiled for the local backend; XLA's buffer assignment
+(`compiled.memory_analysis()`) gives the bytes it allocates: inputs (state and
+batch) + outputs not written in place of the donated state + temporaries.
+
+On a CPU host the figure is XLA:CPU's assignment, a proxy for the GPU's: both
+keep the same state and activations, but fusion, cuDNN workspaces and the
+allocator differ. BENCHMARKS.md sets it beside GPU high-water marks measured
+at the same batch. Prints one line per recipe and appends a JSON line each to
+`--out`.
+"""
+
+import importlib
+import os
+import pathlib
+import sys
+import time
+from typing import Any
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+  sys.path.insert(0, _HERE)
+
+import jax
+import jax.numpy as jnp
+
+import throughput  # puts the repository root on sys.path
+
+from configs import common
+from repr_learn import config_schema
+from repr_learn import parallel
+from repr_learn import train
+from repr_learn.data import catalog
+
+GIB = 2 ** 30
+GPU_MEMORY_GIB = 80  # the H100/A100 the recipes must fit
+
+
+def measure(config, *, devices: int) -> dict[str, Any]:
+  """Compiles `config`'s step at batch / `devices` on one local device."""
+  if config.batch_size % devices:
+    raise ValueError(f"batch {config.batch_size} does not split over {devices} devices.")
+  global_batch = config.batch_size
+  config.batch_size = global_batch // devices
+  config_schema.validate(config)
+  spec = catalog.get_spec(config.data.name)
+  mesh = parallel.make_mesh(jax.local_devices()[:1])
+  setup = train.build_setup(config, spec, throughput.NOMINAL_EXAMPLES[spec.name], mesh)
+  state = jax.eval_shape(setup.initial_state)
+  images = jax.ShapeDtypeStruct((config.batch_size, spec.image_size, spec.image_size, 3),
+                                jnp.uint8)
+  batch = {"image": images,
+           "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32),
+           "index": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)}
+  if setup.objective.pairs_with_neighbours:
+    batch["neighbour_image"] = images
+  start = time.perf_counter()
+  compiled = setup.compiled_train_step(state).lower(state, batch).compile()
+  compile_s = time.perf_counter() - start
+  memory = throughput._memory(compiled, device=None)
+  state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+  return {"method": config.objective.name, "backbone": config.model.backbone,
+          "dtype": config.model.dtype, "global_batch": global_batch, "devices": devices,
+          "per_device_batch": config.batch_size, "state_bytes": int(state_bytes),
+          "compile_s": compile_s, "memory": memory,
+          "fits_80gb": memory["peak_bytes"] is not None
+                       and memory["peak_bytes"] < GPU_MEMORY_GIB * GIB}
+
+
+def main() -> None:
+  from absl import app
+  from absl import flags
+
+  names = flags.DEFINE_list("configs", None, "Config files (default: every one in configs/).")
+  devices = flags.DEFINE_integer("devices", 8, "GPUs the recipe's batch is split over.")
+  out = flags.DEFINE_string("out", "benchmarks/memory.jsonl", "JSON lines file to append to.")
+
+  def run(argv):
+    del argv
+    root = pathlib.Path(throughput._ROOT) / "configs"
+    chosen = names.value or sorted(p.stem for p in root.glob("*.py")
+                                   if p.stem not in ("__init__", "common"))
+    machine, versions = throughput.machine_info()
+    for name in chosen:
+      module = importlib.import_module(f"configs.{name}")
+      for variant in [v for v in common.variants(module) if v.startswith("imagenet")]:
+        config = module.get_config(variant)
+        r = measure(config, devices=devices.value)
+        r.update(config=f"configs/{name}.py:{variant}", machine=machine, versions=versions)
+        m = r["memory"]
+        print(f"{r['config']:<40} {r['backbone']:<10} {r['dtype']:<9} batch "
+              f"{r['global_batch']:>5} / {devices.value} = {r['per_device_batch']:>4}: "
+              f"{m['peak_bytes'] / GIB:6.2f} GiB per device (state {r['state_bytes'] / GIB:.2f}, "
+              f"temporaries {m.get('temp_size_in_bytes', 0) / GIB:.2f}); "
+              f"{'fits' if r['fits_80gb'] else 'DOES NOT FIT'} 80 GB; "
+              f"compile {r['compile_s']:.0f} s", flush=True)
+        throughput.append_record(out.value, r)
+
+  app.run(run)
+
+
+if __name__ == "__main__":
+  main()
