@@ -76,11 +76,13 @@ def _train_losses(workdir):
 def test_two_processes_match_one_and_stop_together_on_sigterm(tmp_path, tfds_dir):
   for rc, out in _finish(_start(tmp_path / "one", tfds_dir, 1)):
     assert rc == 0, out[-3000:]
-  # Pre-empt process 1 while the training loop is starting: both processes
-  # must agree on a step, checkpoint it and exit with the requeue status.
+  # Pre-empt process 1 once JAX's pre-emption service listens (right after
+  # `jax.distributed.initialize`): both processes must agree on a step,
+  # checkpoint it and exit with the requeue status. (Signalled once the loop
+  # has started, the 20 quick steps can end before the processes agree on a
+  # step: a clean exit, and a failed test.)
   procs = _start(tmp_path / "two", tfds_dir, 2)
-  for _, log in procs:
-    _wait_for(log.name, "Training simclr on")
+  _wait_for(procs[1][1].name, "JAX process 1/2")
   procs[1][0].send_signal(signal.SIGTERM)
   stopped = _finish(procs)
   for rc, out in stopped:
