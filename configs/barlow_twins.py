@@ -3,6 +3,9 @@
   imagenet ResNet-50, batch 2048, LARS lr 0.2 x B/256, wd 1.5e-6, lambda 0.0051,
            3-layer projector 8192, 1000 epochs. Paper: 73.2% linear top-1.
   cifar10  solo-learn's CIFAR recipe: projector 2048, loss x 0.1, LARS lr 0.3.
+  cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
+           excluded (scripts/pretrain/cifar/barlow.yaml,
+           solo/utils/lars.py; `common.solo_learn_lars`).
 """
 
 import ml_collections
@@ -26,4 +29,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.batch_size = 2048
     c.num_epochs = 1000.0
     c.optimizer.update(base_lr=0.2, lr_scaling="linear", weight_decay=1.5e-6)
+  common.solo_learn_lars(c, variant=variant)
   return c

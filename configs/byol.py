@@ -4,6 +4,9 @@
            (cosine), projector/predictor 4096/256, asymmetric blur/solarisation,
            300 epochs (paper: 72.5%; 74.3% after 1000 epochs).
   cifar10  solo-learn's byol CIFAR recipe: LARS lr 1.0, wd 1e-5, EMA 0.99.
+  cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
+           excluded (scripts/pretrain/cifar/byol.yaml,
+           solo/utils/lars.py; `common.solo_learn_lars`).
 """
 
 import ml_collections
@@ -26,4 +29,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   elif variant == "imagenet":
     c.num_epochs = 300.0
     c.optimizer.update(base_lr=0.2, lr_scaling="linear", weight_decay=1.5e-6)
+  common.solo_learn_lars(c, variant=variant)
   return c

@@ -6,6 +6,9 @@ Variants: configs/common.py.
            one here), tau 0.1, multi-crop 2x224 + 6x96. Paper: 75.2% linear.
   cifar10  solo-learn's deepclusterv2 CIFAR recipe: ResNet-18, LARS lr 0.6,
            3000 centroids, two views.
+  cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
+           excluded (scripts/pretrain/cifar/deepclusterv2.yaml,
+           solo/utils/lars.py; `common.solo_learn_lars`).
 """
 
 import ml_collections
@@ -30,4 +33,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     common.multicrop(c, variant=variant)
     c.num_epochs = 800.0
     c.optimizer.update(base_lr=0.3, lr_scaling="linear", weight_decay=1e-6)
+  common.solo_learn_lars(c, variant=variant)
   return c

@@ -18,6 +18,9 @@
   cifar10           solo-learn's dino CIFAR recipe: ResNet-18, LARS lr 0.3,
                     4096 prototypes, BN in the head, teacher tau warm-up over 50
                     epochs, momentum 0.99.
+  cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
+           excluded (scripts/pretrain/cifar/dino.yaml,
+           solo/utils/lars.py; `common.solo_learn_lars`).
 """
 
 import ml_collections
@@ -64,4 +67,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.augment.update(min_scale=0.14, num_local_crops=6)
     c.optimizer.update(name="sgd", base_lr=0.03, lr_scaling="linear", weight_decay=1e-4,
                        warmup_epochs=10.0, clip_each_parameter_norm=3.0)
+  common.solo_learn_lars(c, variant=variant)
   return c

@@ -6,6 +6,9 @@ Vision Transformers"). Variants: see configs/common.py.
            2-layer predictor 4096 with BN, 40 warm-up epochs, 300 epochs, fixed
            sin-cos positions. Paper: 73.2% linear top-1 (ViT-S), 74.6% (R50, 800 ep).
   cifar10  solo-learn's mocov3 CIFAR recipe: ResNet-18, LARS lr 0.3, T 0.2.
+  cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
+           excluded (scripts/pretrain/cifar/mocov3.yaml,
+           solo/utils/lars.py; `common.solo_learn_lars`).
 """
 
 import ml_collections
@@ -27,4 +30,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.num_epochs = 300.0
     c.optimizer.update(name="adamw", base_lr=1.5e-4, lr_scaling="linear",
                        weight_decay=0.1, warmup_epochs=40.0, adam_b2=0.999)
+  common.solo_learn_lars(c, variant=variant)
   return c

@@ -5,6 +5,9 @@ Neighbor Contrastive Learning of Visual Representations"). Variants: configs/com
            wd 1e-6, T 0.1, support set 98304, 3-layer projector 2048/256,
            predictor 4096. Paper: 75.4% linear top-1 (1000 epochs).
   cifar10  solo-learn's nnclr CIFAR recipe: LARS lr 0.4, T 0.2, support 65536.
+  cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
+           excluded (scripts/pretrain/cifar/nnclr.yaml,
+           solo/utils/lars.py; `common.solo_learn_lars`).
 """
 
 import ml_collections
@@ -28,4 +31,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   elif variant == "imagenet":
     c.num_epochs = 1000.0
     c.optimizer.update(base_lr=0.3, lr_scaling="linear", weight_decay=1e-6)
+  common.solo_learn_lars(c, variant=variant)
   return c

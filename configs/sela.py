@@ -7,6 +7,8 @@ prototype head, multi-crop on ImageNet). Variants: configs/common.py.
            Paper: SeLa 61.5% (single crop, 3k x 10 heads); SeLa-v2 71.8%.
   cifar10  ResNet-18, batch 256, LARS lr 0.6, 128 clusters relabelled every
            5 epochs, two views.
+  cifar10 optimizer: solo-learn's LARS as in its deepclusterv2/swav CIFAR recipes
+           (SeLa has none there): eta 0.02 with lr clipping (`common.solo_learn_lars`).
 """
 
 import ml_collections
@@ -36,4 +38,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     common.multicrop(c, variant=variant)
     c.num_epochs = 400.0
     c.optimizer.update(base_lr=0.3, lr_scaling="linear", weight_decay=1e-6)
+  common.solo_learn_lars(c, variant=variant)
   return c

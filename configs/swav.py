@@ -6,6 +6,9 @@
            for the first epoch, no queue at this batch size. Paper: 75.3% linear.
   cifar10  solo-learn's swav CIFAR recipe: ResNet-18, LARS lr 0.6, 3000
            prototypes, queue 3840 from epoch 50, prototypes frozen 2 epochs.
+  cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
+           excluded (scripts/pretrain/cifar/swav.yaml,
+           solo/utils/lars.py; `common.solo_learn_lars`).
 """
 
 import ml_collections
@@ -32,4 +35,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   elif variant == "imagenet":
     c.num_epochs = 800.0
     c.optimizer.update(base_lr=0.3, lr_scaling="linear", weight_decay=1e-6)
+  common.solo_learn_lars(c, variant=variant)
   return c

@@ -90,6 +90,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.clip_each_parameter_norm = 0.0  # > 0: each tensor's gradient norm clipped (DINO: 3.0)
   c.optimizer.momentum = 0.9
   c.optimizer.trust_coefficient = 0.001  # LARS eta
+  c.optimizer.lars_variant = "optax"  # LARS: 'optax' (optax.lars) or 'solo_learn' (optim.solo_learn_lars: the CIFAR recipes')
+  c.optimizer.lars_clip_lr = False    # solo_learn LARS: a layer's rate never above the lr
   c.optimizer.adam_b2 = 0.999
   c.optimizer.adam_b1 = 0.9          # AdamW beta1 (MAE, data2vec 2.0 pretraining set adam_b2 = 0.95)
   c.optimizer.warmup_start_lr = 0.0  # absolute lr at step 0 of the linear warm-up (I-JEPA: 2e-4)
@@ -144,6 +146,7 @@ _CHOICES = {
     ("eval", "linear_variant"): ("standard", "mae"),
     ("data", "bad_images"): ("error", "skip"),
     ("parallel", "mode"): ("jit", "pmap"),
+    ("optimizer", "lars_variant"): ("optax", "solo_learn"),
     ("model.decoder", "kind"): ("none", "transformer", "linear", "conv", "predictor"),
     ("model.projector", "activation"): ("relu", "gelu"),
     ("model.prototypes", "kind"): ("cosine", "student_t"),
@@ -218,6 +221,10 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
   for key in _NON_NEGATIVE:
     if _get(config, key) < 0:
       raise ValueError(f"config.{key} must not be negative, got {_get(config, key)}.")
+  if config.optimizer.lars_clip_lr and not (config.optimizer.name == "lars"
+                                            and config.optimizer.lars_variant == "solo_learn"):
+    raise ValueError("config.optimizer.lars_clip_lr applies to optimizer.name='lars' with "
+                     "lars_variant='solo_learn' only; set those or drop lars_clip_lr.")
   if not config.optimizer.base_lr > 0:
     raise ValueError(f"config.optimizer.base_lr must be positive, got {config.optimizer.base_lr}.")
   if config.num_steps is not None and config.num_steps < 1:

@@ -6,7 +6,7 @@ nothing here needs to know the dataset size.
 
 import math
 import re
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -140,6 +140,58 @@ _VIT_BLOCK = re.compile(r"block_(\d+)$")
 _RESNET_STEM = frozenset({"stem_conv", "stem_bn"})
 _RESNET_BLOCK = re.compile(r"(?:BasicBlock|Bottleneck)_(\d+)$")
 BACKBONE = "backbone"
+
+
+class LarsState(NamedTuple):
+  count: jax.Array
+  momentum: optax.Updates
+
+
+def solo_learn_lars(learning_rate: optax.ScalarOrSchedule, weight_decay: float | optax.Schedule,
+                    *, trust_coefficient: float, clip_lr: bool, momentum: float,
+                    mask=decay_mask, eps: float = 1e-8) -> optax.GradientTransformation:
+  """LARS as solo-learn steps it (`solo/utils/lars.py`, from Lightning Bolts),
+  the optimizer of its CIFAR recipes. For a parameter in `mask` with nonzero
+  weight and gradient:
+
+    local = eta * |w| / (|g| + wd * |w| + eps)
+    scale = min(local / lr, 1) if clip_lr else local
+    d = (g + wd * w) * scale
+
+  and d = g otherwise (biases and norms: no decay, no adaptation). Then
+  m = momentum * m + d and w -= lr * m. With `clip_lr` the step is
+  min(local, lr) * (g + wd * w): LARS only ever lowers a layer's rate.
+
+  It differs from `optax.lars` in three places: the denominator (optax:
+  |g + wd * w|), the clipping (optax: none), and where the rate enters (optax
+  keeps momentum on lr-scaled updates, so a schedule change reaches the
+  momentum only gradually; here the current lr multiplies all of it).
+  """
+  lr_at = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
+  decay_at = weight_decay if callable(weight_decay) else (lambda _: weight_decay)
+
+  def init(params):
+    return LarsState(count=jnp.zeros((), jnp.int32),
+                     momentum=jax.tree.map(jnp.zeros_like, params))
+
+  def update(grads, state, params):
+    lr, wd = lr_at(state.count), decay_at(state.count)
+
+    def direction(g, w, adapt):
+      if not adapt:
+        return g
+      w_norm, g_norm = jnp.linalg.norm(w), jnp.linalg.norm(g)
+      local = trust_coefficient * w_norm / (g_norm + wd * w_norm + eps)
+      scale = jnp.minimum(local / lr, 1.0) if clip_lr else local
+      return jnp.where((w_norm > 0) & (g_norm > 0), (g + wd * w) * scale, g)
+
+    adapt = mask(params) if callable(mask) else mask
+    directions = jax.tree.map(direction, grads, params, adapt)
+    trace = jax.tree.map(lambda m, d: momentum * m + d, state.momentum, directions)
+    updates = jax.tree.map(lambda m: -lr * m, trace)
+    return updates, LarsState(count=optax.safe_increment(state.count), momentum=trace)
+
+  return optax.GradientTransformation(init, update)
 
 
 def _layer_assignment(params) -> tuple[list[tuple[int, int] | None], Any]:
@@ -276,6 +328,9 @@ def _decay_mask_fn(no_decay_names):
 
 def _base_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
                     decay: float | optax.Schedule, mask=decay_mask) -> optax.GradientTransformation:
+  if config.name == "lars" and config.get("lars_variant", "optax") == "solo_learn":
+    return solo_learn_lars(schedule, decay, trust_coefficient=config.trust_coefficient,
+                           clip_lr=config.lars_clip_lr, momentum=config.momentum, mask=mask)
   if config.name == "lars":
     return optax.lars(
         learning_rate=schedule, weight_decay=decay,

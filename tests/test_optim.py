@@ -311,3 +311,54 @@ def test_default_fields_reproduce_the_previous_optimizer(name, clip):
     u_old, old_state = old.update(grads, old_state, params)
     jax.tree.map(np.testing.assert_array_equal, u_new, u_old)
     params = optax.apply_updates(params, u_new)
+
+
+def _solo_learn_lars_steps(params, grads_per_step, *, lr, wd, eta, clip, momentum):
+  """numpy transcription of solo-learn's `LARS.step` (solo/utils/lars.py):
+  rank-1 leaves excluded (`exclude_bias_n_norm_lars`), buffer cloned at step 1."""
+  params = {k: np.array(v, np.float64) for k, v in params.items()}
+  buffers = {}
+  for grads in grads_per_step:
+    for name, p in params.items():
+      d_p = np.array(grads[name], np.float64)
+      p_norm, g_norm = np.linalg.norm(p), np.linalg.norm(d_p)
+      if p.ndim != 1 and p_norm != 0 and g_norm != 0:
+        lars_lr = eta * p_norm / (g_norm + p_norm * wd + 1e-8)
+        if clip:
+          lars_lr = min(lars_lr / lr, 1)
+        d_p = (d_p + wd * p) * lars_lr
+      buffers[name] = d_p.copy() if name not in buffers else momentum * buffers[name] + d_p
+      params[name] = p - lr * buffers[name]
+  return params
+
+
+@pytest.mark.parametrize("lr,clip", [(1.0, True), (0.05, True), (0.05, False)])
+def test_solo_learn_lars_matches_its_update(lr, clip):
+  params = {"kernel": jnp.array([[3.0, 0.0], [0.0, 4.0]]), "bias": jnp.array([1.0, 1.0])}
+  grads = [{"kernel": jnp.array([[0.0, 0.6], [0.8, 0.0]]), "bias": jnp.array([0.5, 0.5])},
+           {"kernel": jnp.array([[0.3, 0.0], [0.0, -0.4]]), "bias": jnp.array([-1.0, 0.2])}]
+  config = _optimizer_config(name="lars", lars_variant="solo_learn", trust_coefficient=0.02,
+                             lars_clip_lr=clip, weight_decay=0.1, momentum=0.9)
+  tx = optim.make_optimizer(config, lambda step: lr, total_steps=10)
+  state, ours = tx.init(params), params
+  for g in grads:
+    updates, state = tx.update(g, state, ours)
+    ours = optax.apply_updates(ours, updates)
+  expected = _solo_learn_lars_steps(params, grads, lr=lr, wd=0.1, eta=0.02, clip=clip,
+                                    momentum=0.9)
+  for name in params:
+    np.testing.assert_allclose(ours[name], expected[name], rtol=1e-6, atol=1e-7)
+  # By hand, step 1 of the kernel: |w| = 5, |g| = 1, local = 0.02 * 5 / (1 + 0.1 * 5).
+  local = 0.1 / 1.5
+  scale = min(local / lr, 1.0) if clip else local
+  step1 = -lr * scale * (np.array([[0.3, 0.6], [0.8, 0.4]]))  # g + 0.1 w
+  first, _ = tx.update(grads[0], tx.init(params), params)
+  np.testing.assert_allclose(first["kernel"], step1, rtol=1e-6)
+  np.testing.assert_allclose(first["bias"], -lr * np.array([0.5, 0.5]), rtol=1e-6)
+
+
+def test_lars_clip_lr_needs_the_solo_learn_variant():
+  config = config_schema.base_config()
+  config.optimizer.lars_clip_lr = True
+  with pytest.raises(ValueError, match="lars_clip_lr applies to .*lars_variant='solo_learn'"):
+    config_schema.validate(config)
