@@ -75,8 +75,8 @@ from repr_learn.data import sources
 RESULT_KEYS = (
     "config", "steps", "warmup", "num_devices", "num_params", "lower_s", "compile_s",
     "xla_flops_per_step", "xla_flops_per_image", "model_flops_per_image", "step_time_s",
-    "images_per_sec", "peak_flops_per_device", "mfu", "xla_flops_utilization", "memory",
-    "final_loss", "machine", "versions")
+    "images_per_sec", "augment_time_s", "end_to_end", "peak_flops_per_device", "mfu",
+    "xla_flops_utilization", "memory", "final_loss", "machine", "versions")
 
 # Pretraining-split sizes; they only size the schedule and memory banks.
 NOMINAL_EXAMPLES = {

@@ -2,8 +2,11 @@
 
 import json
 
+from benchmarks import input_pipeline
+from benchmarks import memory
 from benchmarks import throughput
 from configs import mae as mae_config
+from configs import simclr as simclr_config
 
 
 def test_measure_reports_every_documented_key_on_the_smoke_config():
@@ -31,3 +34,34 @@ def test_measure_reports_every_documented_key_on_the_smoke_config():
     assert result["versions"][key]
   assert result["machine"]["device_kind"] and result["machine"]["cpu_count"] > 0
   assert "MFU: n/a (CPU)" in throughput.summary(result)
+  assert result["augment_time_s"]["median"] > 0
+  assert result["end_to_end"] is None  # only with end_to_end=True
+
+
+def test_end_to_end_feeds_the_same_step_from_the_input_pipeline(tfds_dir):
+  config = simclr_config.get_config("smoke")
+  config.data.data_dir = tfds_dir
+  result = throughput.measure(config, steps=2, warmup=1, end_to_end=True)
+  fed = result["end_to_end"]
+  assert fed["examples"] == 1437  # the digits pretraining split, read through grain
+  assert fed["images_per_sec"] > 0 and 0 <= fed["host_wait_s_per_step"] < fed["step_time_s"] * 2
+  assert "End to end (real input pipeline" in throughput.summary(result)
+
+
+def test_memory_compiles_a_recipe_at_its_per_device_batch_without_running_it():
+  config = simclr_config.get_config("smoke")
+  config.batch_size = 64
+  r = memory.measure(config, devices=8)
+  assert r["per_device_batch"] == 8 and r["global_batch"] == 64
+  assert r["memory"]["source"] == "compiled.memory_analysis"
+  assert r["memory"]["peak_bytes"] > r["state_bytes"] > 0
+
+
+def test_input_pipeline_decodes_resizes_and_counts_cores():
+  r = input_pipeline.measure(num_images=4, height=60, width=80, repeats=1, workers=[0],
+                             batch_size=2, batches=1)
+  assert r["pre_resized_image"] == [256, 341]  # shorter side to 256, aspect kept
+  stages = r["per_core_images_per_sec"]
+  assert all(v > 0 for v in stages.values()) and r["grain_images_per_sec"]["0"] > 0
+  goal = input_pipeline.GPU_GOALS["simclr_r50"]
+  assert r["cores_per_gpu_at_goal"]["simclr_r50"]["original"] == goal / stages["decode_resize"]
