@@ -2,7 +2,9 @@
 Contrastive Learning"). Variants: see configs/common.py.
 
   imagenet ResNet-50, batch 256, SGD lr 0.03 x B/256, wd 1e-4, T 0.2, queue 65536,
-           momentum 0.999, MLP head, blur, 200 epochs. Paper: 67.5% linear top-1
+           momentum 0.999, MLP head, 200 epochs; views: crop scale (0.2, 1),
+           jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grey 0.2, blur 0.5 (main_moco.py
+           --aug-plus). Paper: 67.5% linear top-1
            (200 ep), 71.1% (800 ep).
   cifar10  solo-learn's mocov2plus CIFAR recipe: ResNet-18, batch 256, SGD lr 0.3,
            wd 1e-4, T 0.2, queue 32768, momentum 0.99, 1000 epochs.
@@ -33,6 +35,9 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.batch_size = 256
     c.num_epochs = 200.0
     c.model.dtype = "bfloat16"
-    c.augment.color_strength = 1.0
+    # aug_plus: RandomResizedCrop(224, scale=(0.2, 1)), ColorJitter(0.4, 0.4,
+    # 0.4, 0.1) p 0.8 ("not strengthened": SimCLR's strength 0.5), grey 0.2,
+    # blur p 0.5 (facebookresearch/moco main_moco.py).
+    c.augment.update(color_strength=0.5, min_scale=0.2, blur_prob=0.5)
     c.optimizer.update(base_lr=0.03, lr_scaling="linear", warmup_epochs=0.0)
   return c
