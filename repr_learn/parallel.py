@@ -32,7 +32,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) axis split over the data axis."""
+  """Leading (batch) axis split over the data axis; also the rows of
+  dataset-sized state (memory banks)."""
   return NamedSharding(mesh, P(DATA_AXIS))
 
 

@@ -142,12 +142,18 @@ class Setup:
     probe_init = self.probe.init if self.probe is not None else None
     rng = jax.random.PRNGKey(self.config.seed)
     image_size = self.config.augment.crop_size
+    # The per-device (pmap) step takes the state replicated; the jit step
+    # keeps dataset-sized state split over the devices.
+    extra_shardings = (self.objective.extra_shardings
+                       if self.config.parallel.mode == "jit" else None)
     if pretrained is not None:
       init_fn = _init_fn(self.objective, self.config, image_size, pretrained)
-      return train_state_lib.create(init_fn, self.tx, rng, self.mesh, probe_init)
+      return train_state_lib.create(init_fn, self.tx, rng, self.mesh, probe_init,
+                                    extra_shardings)
     if "init" not in self._compiled:
       self._compiled["init"] = train_state_lib.initializer(
-          _init_fn(self.objective, self.config, image_size), self.tx, self.mesh, probe_init)
+          _init_fn(self.objective, self.config, image_size), self.tx, self.mesh, probe_init,
+          extra_shardings)
     return self._compiled["init"](rng)
 
 

@@ -43,9 +43,11 @@ class TrainState:
 
 def initializer(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
                 tx: optax.GradientTransformation, mesh: Mesh,
-                probe: Callable[[], PyTree] | None = None
+                probe: Callable[[], PyTree] | None = None,
+                extra_shardings: Callable[[PyTree, Mesh], PyTree] | None = None
                 ) -> Callable[[jax.Array], TrainState]:
-  """rng -> the state, built directly with its final (replicated) sharding.
+  """rng -> the state, built directly with its final sharding: replicated,
+  except `extra` where `extra_shardings` (the objective's) splits it.
 
   Following big_vision, the shapes come from `eval_shape` and the state is
   created by a jitted initialiser with `out_shardings`, so no full copy ever
@@ -57,6 +59,7 @@ def initializer(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
     tx: the optimizer.
     mesh: the device mesh.
     probe: builds the online probe's initial state (None: no probe).
+    extra_shardings: (abstract extra, mesh) -> its shardings (None: replicated).
   """
 
   def init(rng):
@@ -70,14 +73,17 @@ def initializer(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
 
   abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
   shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+  if extra_shardings is not None:
+    shardings = shardings.replace(extra=extra_shardings(abstract.extra, mesh))
   return jax.jit(init, out_shardings=shardings)
 
 
 def create(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
            tx: optax.GradientTransformation, rng: jax.Array, mesh: Mesh,
-           probe: Callable[[], PyTree] | None = None) -> TrainState:
+           probe: Callable[[], PyTree] | None = None,
+           extra_shardings: Callable[[PyTree, Mesh], PyTree] | None = None) -> TrainState:
   """The state of seed `rng` (see `initializer`)."""
-  return initializer(init_fn, tx, mesh, probe)(rng)
+  return initializer(init_fn, tx, mesh, probe, extra_shardings)(rng)
 
 
 def abstract_like(state: TrainState) -> TrainState:

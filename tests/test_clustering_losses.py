@@ -231,3 +231,25 @@ def test_spherical_kmeans_chunking_does_not_change_the_result():
   chunked = clustering.spherical_kmeans(x, key, num_clusters=6, num_iters=5, chunk_size=32)
   np.testing.assert_array_equal(whole[1], chunked[1])
   np.testing.assert_allclose(whole[0], chunked[0], rtol=1e-5, atol=1e-6)
+
+
+def test_padding_rows_change_neither_sinkhorn_nor_kmeans():
+  """Rows past `num_valid` (a dataset-sized bank padded to split over devices)
+  take no part: the valid rows' results equal the unpadded ones."""
+  x = jnp.asarray(_rand(50, 8, seed=4))
+  x = x / jnp.linalg.norm(x, axis=1, keepdims=True)
+  padded = jnp.pad(x, ((0, 14), (0, 0)))
+  scores = x @ x[:5].T  # cosines, as SeLa's bank x prototypes
+  q = clustering.sinkhorn(scores, 0.05, 10)
+  q_padded = clustering.sinkhorn(jnp.pad(scores, ((0, 14), (0, 0))), 0.05, 10, num_valid=50)
+  assert np.all(np.isfinite(q))
+  np.testing.assert_allclose(q_padded[:50], q, rtol=1e-5, atol=1e-7)
+  assert not np.any(np.asarray(q_padded[50:]))
+  key = jax.random.PRNGKey(2)
+  centroids, labels = clustering.spherical_kmeans(x, key, num_clusters=4, num_iters=5)
+  centroids_p, labels_p = clustering.spherical_kmeans(padded, key, num_clusters=4, num_iters=5,
+                                                      num_valid=50)
+  np.testing.assert_allclose(centroids_p, centroids, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(labels_p[:50], labels)
+  with pytest.raises(ValueError, match="num_valid=80 must be in"):
+    clustering.sinkhorn(scores, 0.05, 3, num_valid=80)

@@ -17,6 +17,7 @@ from repr_learn import parallel
 from repr_learn import pretrained
 from repr_learn import train
 from repr_learn.data import augment
+from repr_learn.data import catalog
 from tests import config_overrides
 from tests import test_train_step as step_helpers
 
@@ -229,3 +230,38 @@ def test_every_variant_of_every_config_is_valid(method):
     assert len(objective.views) >= 1
     if config.augment.num_local_crops:
       assert objective.views[-1].size == config.augment.local_crop_size
+
+
+@pytest.mark.parametrize("method", ["npid", "deepcluster_v2", "sela"])
+def test_dataset_sized_state_is_split_over_the_devices_and_changes_nothing(method):
+  """Banks and per-example labels hold `dataset_rows()` rows (1437 digits ->
+  1536), split 8 ways in the jit mode; two steps (the second relabels the
+  whole bank: k-means or Sinkhorn over the split rows) give the 1-device
+  losses and state."""
+  config = smoke(method)
+  if "relabel_epochs" in config.objective:
+    config.objective.relabel_epochs = 0.0  # relabel after every step
+  spec = catalog.get_spec(config.data.name)
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = parallel.make_mesh(devices)
+    setup = train.build_setup(config, spec, 1437, mesh)
+    state = setup.initial_state()
+    for name in setup.objective.dataset_sized_extra:
+      leaf = state.extra[name]
+      assert leaf.shape[0] == setup.objective.dataset_rows() == 1536
+      assert leaf.sharding.shard_shape(leaf.shape)[0] == 1536 // len(devices)
+    step_fn = setup.compiled_train_step(state)
+    losses = []
+    for seed in (0, 1):
+      batch = step_helpers._batch(config, mesh, seed)
+      state, metrics = step_fn(state, batch)
+      losses.append(float(metrics["loss"]))
+    assert state.extra["bank"].sharding == parallel.batch_sharded(mesh) or len(devices) == 1
+    results.append((losses, jax.device_get(state.extra)))
+  (losses_1, extra_1), (losses_8, extra_8) = results
+  np.testing.assert_allclose(losses_1, losses_8, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(extra_1["bank"], extra_8["bank"], rtol=1e-4, atol=1e-5)
+  assert not np.any(extra_8["bank"][1437:])  # the padding stays empty
+  if "labels" in extra_1:
+    np.testing.assert_array_equal(extra_1["labels"][:1437], extra_8["labels"][:1437])

@@ -177,6 +177,16 @@ def test_npid_softmax_and_bank_update():
   np.testing.assert_allclose(new[idx], _norm(0.5 * bank[idx] + 0.5 * _norm(f)), rtol=1e-5)
   untouched = np.setdiff1d(np.arange(10), idx)
   np.testing.assert_array_equal(new[untouched], bank[untouched].astype(np.float32))
+  # Zero rows padding the bank to a shardable size are left out of the softmax.
+  padded = memory.pad_rows(jnp.asarray(bank), 16)
+  assert padded.shape == (16, 4) and not np.any(np.asarray(padded[10:]))
+  np.testing.assert_allclose(instance.npid_softmax(f, padded, idx, t, num_valid=10), expected,
+                             rtol=1e-4)
+  # Unmasked, each zero row would add exp(0) to every denominator (visible at T = 1).
+  warm = np.mean([-_log_softmax(_norm(f)[i] @ bank.T)[idx[i]] for i in range(3)])
+  np.testing.assert_allclose(instance.npid_softmax(f, padded, idx, 1.0, num_valid=10), warm,
+                             rtol=1e-4)
+  assert not np.isclose(float(instance.npid_softmax(f, padded, idx, 1.0)), warm, rtol=1e-2)
 
 
 def test_queue_is_fifo_with_static_shape():

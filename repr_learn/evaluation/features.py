@@ -27,9 +27,10 @@ class FeatureExtractor:
                               augment.IMAGENET_STD)
       return outputs(params, batch_stats, extra, x)
 
-    self._forward = jax.jit(
-        forward, in_shardings=(parallel.replicated(mesh),) * 3 + (parallel.batch_sharded(mesh),),
-        out_shardings=parallel.batch_sharded(mesh))
+    # Inputs keep the shardings they arrive with: the state as the trainer
+    # holds it (replicated, but dataset-sized `extra` split over the devices),
+    # the batch split by `parallel.global_batch`.
+    self._forward = jax.jit(forward, out_shardings=parallel.batch_sharded(mesh))
 
   def __call__(self, state, source) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """({name: [N, ...]}, labels [N]), row i being example i of `source`."""

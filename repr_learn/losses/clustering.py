@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from repr_learn.losses.contrastive import l2_normalize
 
 
-def sinkhorn(scores: jax.Array, epsilon: float, num_iters: int) -> jax.Array:
+def sinkhorn(scores: jax.Array, epsilon: float, num_iters: int,
+             num_valid: int | None = None) -> jax.Array:
   """Equipartitioned soft assignments (SwAV, Caron et al. 2020, eq. 3; SeLa).
 
   Solves max_Q Tr(Q^T S) + eps H(Q) over the transportation polytope whose rows
@@ -22,19 +23,34 @@ def sinkhorn(scores: jax.Array, epsilon: float, num_iters: int) -> jax.Array:
     scores: [B, K] example-prototype similarities.
     epsilon: entropy weight (SwAV: 0.05).
     num_iters: normalisation rounds (SwAV: 3).
+    num_valid: only the first `num_valid` rows are examples (the rest pad a
+      dataset-sized bank to a shardable size): they get zero assignments and
+      take no part in the column sums, so the valid rows equal the unpadded
+      result. None: every row.
 
   Returns:
-    [B, K] assignments; each row sums to 1, each column to B/K.
+    [B, K] assignments; each (valid) row sums to 1, each column to B/K.
   """
-  scores = scores.astype(jnp.float32) / epsilon
+  b, k = scores.shape
+  valid = _valid_rows(b, num_valid)
+  scores = jnp.where(valid, scores.astype(jnp.float32) / epsilon, -jnp.inf)
   # The global max keeps exp in range and cancels in the normalisations.
   q = jnp.exp(scores - jax.lax.stop_gradient(jnp.max(scores)))
   q = q / jnp.sum(q)
-  b, k = q.shape
+  b = b if num_valid is None else num_valid
   for _ in range(num_iters):
     q = q / (jnp.sum(q, axis=0, keepdims=True) * k)
-    q = q / (jnp.sum(q, axis=1, keepdims=True) * b)
+    q = q / (jnp.maximum(jnp.sum(q, axis=1, keepdims=True), jnp.finfo(q.dtype).tiny) * b)
   return jax.lax.stop_gradient(q * b)
+
+
+def _valid_rows(rows: int, num_valid: int | None) -> jax.Array:
+  """[rows, 1] True for the first `num_valid` rows (all when None)."""
+  if num_valid is None:
+    return jnp.ones((rows, 1), bool)
+  if not 0 < num_valid <= rows:
+    raise ValueError(f"num_valid={num_valid} must be in [1, {rows}].")
+  return (jnp.arange(rows) < num_valid)[:, None]
 
 
 def swapped_prediction(scores: list[jax.Array], codes: list[jax.Array],
@@ -109,20 +125,25 @@ def cross_entropy_to_labels(logits: jax.Array, labels: jax.Array,
 
 
 def spherical_kmeans(x: jax.Array, rng: jax.Array, num_clusters: int, num_iters: int,
-                     chunk_size: int = 16384) -> tuple[jax.Array, jax.Array]:
+                     chunk_size: int = 16384,
+                     num_valid: int | None = None) -> tuple[jax.Array, jax.Array]:
   """Cosine k-means as DeepCluster-v2 runs it on its memory bank.
 
   Centroids start at distinct random rows of `x`; an empty cluster keeps its
   previous centroid. Assignments are computed `chunk_size` rows at a time and
   centroids by segment sums, so memory stays O(chunk x K + N x D) for an
   ImageNet-sized bank. Static shapes throughout: it runs inside the step.
+  With `num_valid`, rows past it pad the bank (see `sinkhorn`): they seed no
+  centroid and count in no cluster; their assignments are meaningless.
 
   Returns:
     ([K, D] unit centroids, [N] int32 assignments).
   """
-  x = l2_normalize(x.astype(jnp.float32))
+  valid = _valid_rows(x.shape[0], num_valid)
+  x = jnp.where(valid, l2_normalize(x.astype(jnp.float32)), 0.0)
   n = x.shape[0]
-  rows = jax.random.choice(rng, n, (num_clusters,), replace=False)
+  rows = jax.random.choice(rng, n if num_valid is None else num_valid, (num_clusters,),
+                           replace=False)
   centroids = x[rows]
   chunk = min(chunk_size, n)
   padded = jnp.pad(x, ((0, -n % chunk), (0, 0))).reshape(-1, chunk, x.shape[1])
@@ -134,7 +155,8 @@ def spherical_kmeans(x: jax.Array, rng: jax.Array, num_clusters: int, num_iters:
   def body(_, c):
     labels = assign(c)
     sums = jax.ops.segment_sum(x, labels, num_segments=num_clusters)
-    counts = jax.ops.segment_sum(jnp.ones((n,), x.dtype), labels, num_segments=num_clusters)
+    counts = jax.ops.segment_sum(valid[:, 0].astype(x.dtype), labels,
+                                 num_segments=num_clusters)
     return jnp.where(counts[:, None] > 0, l2_normalize(sums), c)
 
   centroids = jax.lax.fori_loop(0, num_iters, body, centroids)

@@ -75,8 +75,11 @@ def supcon(z: jax.Array, labels: jax.Array, temperature: float,
 
 
 def npid_softmax(features: jax.Array, bank: jax.Array, indices: jax.Array,
-                 temperature: float) -> jax.Array:
-  """Non-parametric softmax over a memory bank (Wu et al. 2018, eq. 2)."""
+                 temperature: float, num_valid: int | None = None) -> jax.Array:
+  """Non-parametric softmax over a memory bank (Wu et al. 2018, eq. 2); with
+  `num_valid`, bank rows past it (padding) are left out of the softmax."""
   f = l2_normalize(features.astype(jnp.float32))
   logits = f @ jax.lax.stop_gradient(bank).T / temperature
+  if num_valid is not None:
+    logits = jnp.where(jnp.arange(bank.shape[0]) < num_valid, logits, -jnp.inf)
   return _cross_entropy(logits, indices)

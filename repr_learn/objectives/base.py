@@ -7,6 +7,7 @@ memory bank) in the pytree `extra`, which is checkpointed with the rest.
 """
 
 import dataclasses
+import math
 from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -16,6 +17,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from repr_learn import parallel
 from repr_learn.data import augment
 from repr_learn.losses import siamese
 from repr_learn.objectives import memory
@@ -33,6 +35,11 @@ class LossOutput(NamedTuple):
   batch_stats: PyTree
   metrics: Mapping[str, jax.Array]
   aux: PyTree = None
+
+
+# Dataset-sized state is padded to a multiple of this many rows (and of the
+# device count): see `Objective.dataset_rows`.
+DATASET_ROW_MULTIPLE = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +91,29 @@ class Objective:
   # modeling (pixel targets, per-example masks) and mixup (pairs across the
   # batch) do not.
   supports_per_device: ClassVar[bool] = True
+  # `extra` leaves whose leading axis is the training set (memory banks,
+  # per-example labels). They hold `dataset_rows()` rows, the first
+  # `num_examples` real, and the jit mode splits them over the data axis, so a
+  # device holds 1/devices of an ImageNet-sized bank (`extra_shardings`).
+  dataset_sized_extra: ClassVar[tuple[str, ...]] = ()
+
+  def dataset_rows(self) -> int:
+    """`num_examples` rounded up to a multiple of `DATASET_ROW_MULTIPLE` and
+    of the device count: the rows split evenly over the devices, and over any
+    power-of-two count up to 512, so a checkpoint resumes on another such
+    count with the same shapes."""
+    devices = self.mesh.devices.size if self.mesh is not None else 1
+    multiple = math.lcm(DATASET_ROW_MULTIPLE, devices)
+    return -(-self.num_examples // multiple) * multiple
+
+  def extra_shardings(self, extra: PyTree, mesh: Mesh) -> PyTree:
+    """Shardings of `extra` (arrays or their shapes) on `mesh`: rows of the
+    dataset-sized leaves over the data axis, everything else replicated."""
+    return {name: jax.tree.map(
+                lambda _, split=name in self.dataset_sized_extra: (
+                    parallel.batch_sharded(mesh) if split else parallel.replicated(mesh)),
+                leaf)
+            for name, leaf in extra.items()}
 
   def per_device(self, axis_name: str) -> "Objective":
     """This objective as the per-device step runs it (see `device_axis`)."""

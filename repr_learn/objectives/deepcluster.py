@@ -19,6 +19,8 @@ class _DatasetPseudoLabels(base.Objective):
   relabelling (after one epoch, the bank is full), which stands in for the
   papers' initial pass over the dataset."""
 
+  dataset_sized_extra = ("bank", "labels")
+
   def _check_dataset(self):
     if self.num_examples <= 0:
       raise ValueError(f"{self.name} needs the dataset size for its memory bank.")
@@ -31,8 +33,9 @@ class _DatasetPseudoLabels(base.Objective):
     num_clusters = self.num_clusters()
     # Balanced random labels until the first relabelling.
     labels = jax.random.permutation(label_rng, jnp.arange(self.num_examples) % num_clusters)
-    return {"bank": memory.init_queue(bank_rng, self.num_examples, dim),
-            "labels": labels.astype(jnp.int32),
+    rows = self.dataset_rows()
+    return {"bank": memory.pad_rows(memory.init_queue(bank_rng, self.num_examples, dim), rows),
+            "labels": memory.pad_rows(labels.astype(jnp.int32), rows),
             "relabelled": jnp.zeros((), jnp.bool_),
             "rng": jax.random.fold_in(rng, 1)}
 
@@ -99,7 +102,8 @@ class DeepClusterV2(_DatasetPseudoLabels):
     del params
     rng = jax.random.fold_in(extra["rng"], step)
     centroids, labels = clustering.spherical_kmeans(
-        extra["bank"], rng, self.config.num_clusters, self.config.kmeans_iters)
+        extra["bank"], rng, self.config.num_clusters, self.config.kmeans_iters,
+        num_valid=self.num_examples)
     return {**extra, "centroids": centroids, "labels": labels}
 
 
@@ -123,5 +127,5 @@ class SeLa(_DatasetPseudoLabels):
     del step
     prototypes = contrastive.l2_normalize(params["prototypes"]["kernel"], axis=0)
     q = clustering.sinkhorn(extra["bank"] @ prototypes, self.config.epsilon,
-                            self.config.sinkhorn_iters)
+                            self.config.sinkhorn_iters, num_valid=self.num_examples)
     return {**extra, "labels": jnp.argmax(q, axis=-1).astype(jnp.int32)}

@@ -51,6 +51,12 @@ def init_queue(rng: jax.Array, size: int, dim: int) -> jax.Array:
   return l2_normalize(jax.random.normal(rng, (size, dim)))
 
 
+def pad_rows(x: jax.Array, rows: int) -> jax.Array:
+  """`x` with zero rows appended up to `rows` (dataset-sized state padded to a
+  shardable size; the objectives mask the padding out)."""
+  return jnp.pad(x, [(0, rows - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
+
+
 def update_memory_bank(bank: jax.Array, features: jax.Array, indices: jax.Array,
                        momentum: float) -> jax.Array:
   """NPID's proximal update of the visited rows, renormalised (Wu et al. 2018)."""

@@ -13,19 +13,22 @@ class NPID(base.Objective):
 
   name = "npid"
   defaults = {"temperature": 0.07, "bank_momentum": 0.5}
+  dataset_sized_extra = ("bank",)
 
   def init_extra(self, rng, variables):
     del variables
     if self.num_examples <= 0:
       raise ValueError("NPID needs the dataset size for its memory bank.")
     dim = self.network.projector.output_dim
-    return {"bank": memory.init_queue(rng, self.num_examples, dim)}
+    return {"bank": memory.pad_rows(memory.init_queue(rng, self.num_examples, dim),
+                                    self.dataset_rows())}
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del rng, step
     (out,), new_stats = self.forward_views(params, batch_stats, views[:1])
     f = out["projection"]
-    loss = instance.npid_softmax(f, extra["bank"], batch["index"], self.config.temperature)
+    loss = instance.npid_softmax(f, extra["bank"], batch["index"], self.config.temperature,
+                                 num_valid=self.num_examples)
     own = contrastive.l2_normalize(extra["bank"][batch["index"]])
     metrics = base.geometry_metrics(f, own)
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics,
