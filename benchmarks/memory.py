@@ -5,12 +5,15 @@
 
 For each config's ImageNet variants, the trainer's own step
 (`train.Setup.compiled_train_step`) is lowered on abstract state and batch
-(`jax.eval_shape`: no weights exist, no FLOPs run) at the recipe's global batch
-divided by `--devices` (data parallelism keeps a full replica of the state on
-each device and a 1/devices share of the batch: the per-device program of the
-8-GPU run) and compiled for the local backend; XLA's buffer assignment
-(`compiled.memory_analysis()`) gives the bytes it allocates: inputs (state and
-batch) + outputs not written in place of the donated state + temporaries.
+(`jax.eval_shape`: no weights exist, no FLOPs run) and compiled for the local
+backend; XLA's buffer assignment (`compiled.memory_analysis()`) gives the bytes
+one device allocates: inputs (state and batch) + outputs not written in place
+of the donated state + temporaries. With at least `--devices` local devices
+(on a CPU host: XLA_FLAGS=--xla_force_host_platform_device_count=8) the step
+is partitioned over them at the recipe's global batch, exactly as the
+multi-GPU run: state replicated except dataset-sized banks, split over the
+devices. With fewer, one device compiles the recipe's batch / `--devices`
+(the same per-device program for replicated state, but whole banks).
 
 On a CPU host the figure is XLA:CPU's assignment, a proxy for the GPU's: both
 keep the same state and activations, but fusion, cuDNN workspaces and the
@@ -32,6 +35,7 @@ if _HERE not in sys.path:
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import throughput  # puts the repository root on sys.path
 
@@ -50,12 +54,14 @@ def measure(config, *, devices: int) -> dict[str, Any]:
   if config.batch_size % devices:
     raise ValueError(f"batch {config.batch_size} does not split over {devices} devices.")
   global_batch = config.batch_size
-  config.batch_size = global_batch // devices
+  spmd = jax.local_device_count() >= devices
+  if not spmd:
+    config.batch_size = global_batch // devices
   config_schema.validate(config)
   spec = catalog.get_spec(config.data.name)
-  mesh = parallel.make_mesh(jax.local_devices()[:1])
+  mesh = parallel.make_mesh(jax.local_devices()[:devices if spmd else 1])
   setup = train.build_setup(config, spec, throughput.NOMINAL_EXAMPLES[spec.name], mesh)
-  state = jax.eval_shape(setup.initial_state)
+  state = setup.abstract_state()
   images = jax.ShapeDtypeStruct((config.batch_size, spec.image_size, spec.image_size, 3),
                                 jnp.uint8)
   batch = {"image": images,
@@ -67,10 +73,12 @@ def measure(config, *, devices: int) -> dict[str, Any]:
   compiled = setup.compiled_train_step(state).lower(state, batch).compile()
   compile_s = time.perf_counter() - start
   memory = throughput._memory(compiled, device=None)
-  state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+  state_bytes = sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize
+                    for x in jax.tree.leaves(state))  # on one device
   return {"method": config.objective.name, "backbone": config.model.backbone,
           "dtype": config.model.dtype, "global_batch": global_batch, "devices": devices,
-          "per_device_batch": config.batch_size, "state_bytes": int(state_bytes),
+          "program": f"SPMD over {devices} devices" if spmd else "one device at batch/devices",
+          "per_device_batch": global_batch // devices, "state_bytes": int(state_bytes),
           "compile_s": compile_s, "memory": memory,
           "fits_80gb": memory["peak_bytes"] is not None
                        and memory["peak_bytes"] < GPU_MEMORY_GIB * GIB}

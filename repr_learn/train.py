@@ -136,16 +136,26 @@ class Setup:
           donate_argnums=(0,))
     return self._compiled[key]
 
+  def _extra_shardings(self):
+    """The per-device (pmap) step takes the state replicated; the jit step
+    keeps dataset-sized state split over the devices."""
+    return self.objective.extra_shardings if self.config.parallel.mode == "jit" else None
+
+  def abstract_state(self) -> train_state_lib.TrainState:
+    """Shapes, dtypes and shardings of `initial_state()`, without creating it
+    (compile-only tools: memory of a recipe too large for this host)."""
+    abstract = jax.eval_shape(self.initial_state)
+    placed = train_state_lib.shardings(abstract, self.mesh, self._extra_shardings())
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        abstract, placed)
+
   def initial_state(self, pretrained: pretrained_lib.Pretrained | None = None
                     ) -> train_state_lib.TrainState:
     """The seed's initial state (random weights, or `pretrained`'s where they fit)."""
     probe_init = self.probe.init if self.probe is not None else None
     rng = jax.random.PRNGKey(self.config.seed)
     image_size = self.config.augment.crop_size
-    # The per-device (pmap) step takes the state replicated; the jit step
-    # keeps dataset-sized state split over the devices.
-    extra_shardings = (self.objective.extra_shardings
-                       if self.config.parallel.mode == "jit" else None)
+    extra_shardings = self._extra_shardings()
     if pretrained is not None:
       init_fn = _init_fn(self.objective, self.config, image_size, pretrained)
       return train_state_lib.create(init_fn, self.tx, rng, self.mesh, probe_init,

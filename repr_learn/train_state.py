@@ -72,10 +72,17 @@ def initializer(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
                       probe=probe() if probe is not None else {})
 
   abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
-  shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+  return jax.jit(init, out_shardings=shardings(abstract, mesh, extra_shardings))
+
+
+def shardings(state: TrainState, mesh: Mesh,
+              extra_shardings: Callable[[PyTree, Mesh], PyTree] | None = None) -> TrainState:
+  """Where each leaf of `state` (arrays or shapes) lives on `mesh`: replicated,
+  except `extra` where `extra_shardings` (the objective's) splits it."""
+  out = jax.tree.map(lambda _: parallel.replicated(mesh), state)
   if extra_shardings is not None:
-    shardings = shardings.replace(extra=extra_shardings(abstract.extra, mesh))
-  return jax.jit(init, out_shardings=shardings)
+    out = out.replace(extra=extra_shardings(state.extra, mesh))
+  return out
 
 
 def create(init_fn: Callable[[jax.Array], tuple[PyTree, PyTree, PyTree]],
