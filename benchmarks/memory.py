@@ -109,7 +109,7 @@ def main() -> None:
               f"{r['global_batch']:>5} / {devices.value} = {r['per_device_batch']:>4}: "
               f"{m['peak_bytes'] / GIB:6.2f} GiB per device (state {r['state_bytes'] / GIB:.2f}, "
               f"temporaries {m.get('temp_size_in_bytes', 0) / GIB:.2f}); "
-              f"{'fits' if r['fits_80gb'] else 'DOES NOT FIT'} 80 GB; "
+              f"{'under' if r['fits_80gb'] else 'over'} 80 GB by this backend's assignment; "
               f"compile {r['compile_s']:.0f} s", flush=True)
         throughput.append_record(out.value, r)
 
