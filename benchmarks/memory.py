@@ -50,7 +50,9 @@ GPU_MEMORY_GIB = 80  # the H100/A100 the recipes must fit
 
 
 def measure(config, *, devices: int) -> dict[str, Any]:
-  """Compiles `config`'s step at batch / `devices` on one local device."""
+  """Compiles `config`'s step for `devices` devices (see the module doc) and
+  returns one device's bytes; `config.batch_size` is changed in place when one
+  device stands in for the `devices`."""
   if config.batch_size % devices:
     raise ValueError(f"batch {config.batch_size} does not split over {devices} devices.")
   global_batch = config.batch_size
