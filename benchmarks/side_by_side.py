@@ -71,14 +71,14 @@ def prepared_config(config, *, batch_size: int, backbone: str | None, online_pro
   return config
 
 
-def _refuse_unmirrored(config, required: dict[str, tuple[Any, Any]], wrong: dict[str, Any]):
+def _refuse_unmirrored(required: dict[str, tuple[Any, Any]], wrong: dict[str, Any]):
   wrong = dict(wrong)
   wrong.update({k: f"{v!r}, needs {want!r}" for k, (v, want) in required.items() if v != want})
   if wrong:
     raise ValueError(f"The PyTorch reference does not mirror {wrong}.")
 
 
-def simclr_settings(config, *, torch_augment: bool) -> dict[str, Any]:
+def simclr_settings(config, *, torch_augment: bool, channels_last: bool) -> dict[str, Any]:
   """`pytorch_reference.measure`'s arguments for a SimCLR `config`."""
   spec = catalog.get_spec(config.data.name)
   m, p, a, o = config.model, config.model.projector, config.augment, config.optimizer
@@ -88,6 +88,7 @@ def simclr_settings(config, *, torch_augment: bool) -> dict[str, Any]:
       "model.projector.activation": (p.activation, "relu"),
       "model.predictor.num_layers": (config.model.predictor.num_layers, 0),
       "optimizer.trust_coefficient": (o.trust_coefficient, 0.001),
+      "optimizer.lars_variant": (o.lars_variant, "optax"),  # the reference's LARS is optax's
   }
   if torch_augment:  # the reference's views have no blur
     required["augment.blur_prob"] = (a.blur_prob, 0.0)
@@ -96,7 +97,7 @@ def simclr_settings(config, *, torch_augment: bool) -> dict[str, Any]:
     wrong["model.backbone"] = m.backbone
   if o.name not in pytorch_reference.OPTIMIZERS:
     wrong["optimizer.name"] = o.name
-  _refuse_unmirrored(config, required, wrong)
+  _refuse_unmirrored(required, wrong)
   return dict(
       batch_size=config.batch_size, image_size=spec.image_size, crop_size=a.crop_size,
       arch=m.backbone, stem=m.stem, hidden_dim=p.hidden_dim, output_dim=p.output_dim,
@@ -104,20 +105,22 @@ def simclr_settings(config, *, torch_augment: bool) -> dict[str, Any]:
       lr=optim.scaled_learning_rate(o, config.batch_size), momentum=o.momentum,
       weight_decay=o.weight_decay, min_scale=a.min_scale, color_strength=a.color_strength,
       online_probe=bool(config.eval.online_probe), num_classes=spec.num_classes or 10,
-      dtype=config.model.dtype, seed=config.seed)
+      dtype=config.model.dtype, channels_last=channels_last, seed=config.seed)
 
 
-def mae_settings(config, *, torch_augment: bool) -> dict[str, Any]:
+def mae_settings(config, *, torch_augment: bool, channels_last: bool) -> dict[str, Any]:
   """`pytorch_mae.measure`'s arguments for an MAE `config` (its views are always
-  drawn once: `torch_augment` does not apply)."""
+  drawn once: `torch_augment` does not apply; a ViT has no channels-last form)."""
   del torch_augment
+  if channels_last:
+    raise ValueError("--channels_last applies to the ResNet references only.")
   spec = catalog.get_spec(config.data.name)
   m, d, o = config.model, config.model.decoder, config.optimizer
   wrong = {} if m.backbone in vit.VIT_SIZES else {"model.backbone": m.backbone}
-  _refuse_unmirrored(config, {"model.decoder.kind": (d.kind, "transformer"),
-                              "objective.norm_pix_loss": (config.objective.norm_pix_loss, True),
-                              "optimizer.name": (o.name, "adamw"),
-                              "eval.online_probe": (config.eval.online_probe, False)}, wrong)
+  _refuse_unmirrored({"model.decoder.kind": (d.kind, "transformer"),
+                      "objective.norm_pix_loss": (config.objective.norm_pix_loss, True),
+                      "optimizer.name": (o.name, "adamw"),
+                      "eval.online_probe": (config.eval.online_probe, False)}, wrong)
   width, depth, heads, mlp_dim = vit.VIT_SIZES[m.backbone]
   return dict(
       batch_size=config.batch_size, image_size=spec.image_size, crop_size=config.augment.crop_size,
@@ -136,13 +139,13 @@ TORCH_SIDES = {
 }
 
 
-def torch_side(config, *, torch_augment: bool = True):
+def torch_side(config, *, torch_augment: bool = True, channels_last: bool = False):
   """(settings, measure) of the PyTorch reference for `config`'s method."""
   name = config.objective.name
   if name not in TORCH_SIDES:
     raise ValueError(f"No PyTorch reference for {name!r}; choose one of {sorted(TORCH_SIDES)}.")
   make_settings, measure = TORCH_SIDES[name]
-  return make_settings(config, torch_augment=torch_augment), measure
+  return make_settings(config, torch_augment=torch_augment, channels_last=channels_last), measure
 
 
 def compare(config, *, rounds: int, steps: int, warmup: int, threads: int | None = None,
@@ -151,9 +154,8 @@ def compare(config, *, rounds: int, steps: int, warmup: int, threads: int | None
             model_flops_per_image: float | None = None) -> dict[str, Any]:
   """`rounds` x (repr_learn round, PyTorch round); medians over the rounds'
   median images/s and their ratio."""
-  settings, torch_measure = torch_side(config, torch_augment=torch_augment)
-  if config.objective.name == "simclr":
-    settings["channels_last"] = channels_last
+  settings, torch_measure = torch_side(config, torch_augment=torch_augment,
+                                       channels_last=channels_last)
   jax_runs, torch_runs = [], []
   for _ in range(rounds):
     jax_runs.append(throughput.measure(config, steps=steps, warmup=warmup,

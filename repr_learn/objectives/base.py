@@ -109,11 +109,10 @@ class Objective:
   def extra_shardings(self, extra: PyTree, mesh: Mesh) -> PyTree:
     """Shardings of `extra` (arrays or their shapes) on `mesh`: rows of the
     dataset-sized leaves over the data axis, everything else replicated."""
-    return {name: jax.tree.map(
-                lambda _, split=name in self.dataset_sized_extra: (
-                    parallel.batch_sharded(mesh) if split else parallel.replicated(mesh)),
-                leaf)
-            for name, leaf in extra.items()}
+    def placement(name):
+      split = name in self.dataset_sized_extra
+      return parallel.batch_sharded(mesh) if split else parallel.replicated(mesh)
+    return {name: jax.tree.map(lambda _: placement(name), leaf) for name, leaf in extra.items()}
 
   def per_device(self, axis_name: str) -> "Objective":
     """This objective as the per-device step runs it (see `device_axis`)."""
