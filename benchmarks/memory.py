@@ -74,7 +74,7 @@ def measure(config, *, devices: int) -> dict[str, Any]:
   start = time.perf_counter()
   compiled = setup.compiled_train_step(state).lower(state, batch).compile()
   compile_s = time.perf_counter() - start
-  memory = throughput._memory(compiled, device=None)
+  memory = throughput.compiled_memory(compiled, device=None)
   state_bytes = sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize
                     for x in jax.tree.leaves(state))  # on one device
   return {"method": config.objective.name, "backbone": config.model.backbone,
@@ -96,7 +96,7 @@ def main() -> None:
 
   def run(argv):
     del argv
-    root = pathlib.Path(throughput._ROOT) / "configs"
+    root = pathlib.Path(throughput.REPO_ROOT) / "configs"
     chosen = names.value or sorted(p.stem for p in root.glob("*.py")
                                    if p.stem not in ("__init__", "common"))
     machine, versions = throughput.machine_info()

@@ -32,6 +32,7 @@ from timm.models import vision_transformer
 from torch import nn
 
 import pytorch_reference
+import stats
 
 
 def sincos_positions(width: int, grid: int) -> torch.Tensor:
@@ -166,9 +167,9 @@ def measure(batch_size: int, image_size: int, steps: int, warmup: int,
       "steps": steps, "warmup": warmup, "threads": threads,
       "interop_threads": torch.get_num_interop_threads(),
       "num_params": sum(p.numel() for p in net.parameters()),
-      "step_time_s": pytorch_reference._spread(times),
-      "images_per_sec": pytorch_reference._spread([batch_size / t for t in times]),
-      "augment_time_s": pytorch_reference._spread([0.0] * len(times)), "per_step_s": times,
+      "step_time_s": stats.spread(times),
+      "images_per_sec": stats.spread([batch_size / t for t in times]),
+      "augment_time_s": stats.spread([0.0] * len(times)), "per_step_s": times,
       "losses": losses, "final_loss": losses[-1], "versions": pytorch_reference.versions(),
   }
 

@@ -51,6 +51,8 @@ import torchvision
 from torch import nn
 from torchvision.transforms import v2
 
+import stats
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # as repr_learn.data.augment normalises
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ARCHS = ("resnet18", "resnet50")
@@ -207,13 +209,6 @@ def autocast(device: torch.device, dtype: str):
   return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
 
 
-def _spread(values) -> dict[str, float]:
-  v = np.asarray(values, np.float64)
-  p25, median, p75 = np.percentile(v, [25, 50, 75])
-  return {"median": float(median), "min": float(v.min()), "max": float(v.max()),
-          "p25": float(p25), "p75": float(p75)}
-
-
 def set_threads(threads: int | None) -> int:
   """Intra-op threads: `threads`, else every CPU this process may run on (as
   XLA's CPU client uses)."""
@@ -287,8 +282,8 @@ def measure(batch_size: int, image_size: int, steps: int, warmup: int,
       "steps": steps, "warmup": warmup, "threads": threads,
       "interop_threads": torch.get_num_interop_threads(),
       "num_params": sum(p.numel() for p in model.parameters()),
-      "step_time_s": _spread(times), "images_per_sec": _spread([batch_size / t for t in times]),
-      "augment_time_s": _spread(augment_times), "per_step_s": times, "losses": losses,
+      "step_time_s": stats.spread(times), "images_per_sec": stats.spread([batch_size / t for t in times]),
+      "augment_time_s": stats.spread(augment_times), "per_step_s": times, "losses": losses,
       "final_loss": losses[-1], "versions": versions(),
   }
 

@@ -56,14 +56,18 @@ import sys
 import time
 from typing import Any
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:
-  sys.path.insert(0, _ROOT)  # `configs/` (imported by the config files) lives here.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(_HERE)
+# `configs/` (imported by the config files) lives in the root; `stats` beside this file.
+for _path in (REPO_ROOT, _HERE):
+  if _path not in sys.path:
+    sys.path.insert(0, _path)
 
 import jax
 import ml_collections
 import numpy as np
 
+import stats
 from repr_learn import config_schema
 from repr_learn import parallel
 from repr_learn import train
@@ -178,7 +182,7 @@ def _flops(compiled) -> float | None:
   return float(flops) if flops is not None and flops >= 0 else None
 
 
-def _memory(compiled, device) -> dict[str, Any]:
+def compiled_memory(compiled, device) -> dict[str, Any]:
   """Peak bytes on one device: the allocator's high-water mark where the
   backend keeps one (GPU, TPU), else XLA's buffer assignment of the step."""
   stats = device.memory_stats() if hasattr(device, "memory_stats") else None
@@ -197,13 +201,6 @@ def _memory(compiled, device) -> dict[str, Any]:
   peak = (fields["argument_size_in_bytes"] + fields["output_size_in_bytes"]
           - fields["alias_size_in_bytes"] + fields["temp_size_in_bytes"])
   return {"peak_bytes": peak, "source": "compiled.memory_analysis", **fields}
-
-
-def _spread(values) -> dict[str, float]:
-  v = np.asarray(values, np.float64)
-  p25, median, p75 = np.percentile(v, [25, 50, 75])
-  return {"median": float(median), "min": float(v.min()), "max": float(v.max()),
-          "p25": float(p25), "p75": float(p75)}
 
 
 def append_record(path: str, result: dict[str, Any]) -> None:
@@ -232,9 +229,9 @@ def machine_info() -> tuple[dict[str, Any], dict[str, str]]:
   except OSError:
     pass
   try:
-    git = subprocess.run(["git", "-C", _ROOT, "rev-parse", "--short", "HEAD"],
+    git = subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True, timeout=10).stdout.strip()
-    dirty = subprocess.run(["git", "-C", _ROOT, "status", "--porcelain"],
+    dirty = subprocess.run(["git", "-C", REPO_ROOT, "status", "--porcelain"],
                            capture_output=True, text=True, timeout=10).stdout.strip()
     git = f"{git}{'+uncommitted' if dirty else ''}" or None
   except (OSError, subprocess.SubprocessError):
@@ -297,8 +294,8 @@ def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
   num_devices = mesh.devices.size
   per_device = _flops(compiled)
   xla_flops = per_device * num_devices if per_device is not None else None
-  step_time = _spread(times)
-  images_per_sec = _spread([config.batch_size / t for t in times])
+  step_time = stats.spread(times)
+  images_per_sec = stats.spread([config.batch_size / t for t in times])
   peak = peak_flops(jax.devices()[0])
   total_peak = peak * num_devices if peak else None
   rate = images_per_sec["median"]
@@ -317,14 +314,14 @@ def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
       "xla_flops_per_image": xla_flops / config.batch_size if xla_flops else None,
       "model_flops_per_image": model_flops_per_image,
       "step_time_s": step_time, "images_per_sec": images_per_sec,
-      "augment_time_s": _spread(augment_times),
+      "augment_time_s": stats.spread(augment_times),
       "end_to_end": fed,
       "peak_flops_per_device": peak,
       "mfu": (model_flops_per_image * rate / total_peak
               if total_peak and model_flops_per_image else None),
       "xla_flops_utilization": (xla_flops / step_time["median"] / total_peak
                                 if total_peak and xla_flops else None),
-      "memory": _memory(compiled, jax.local_devices()[0]),
+      "memory": compiled_memory(compiled, jax.local_devices()[0]),
       "final_loss": float(parallel.local_copy(metrics["loss"])),
       "machine": machine, "versions": versions,
   }
