@@ -112,8 +112,9 @@ def projector(c: ml_collections.ConfigDict, *, hidden: int, out: int, layers: in
 
 
 def predictor(c: ml_collections.ConfigDict, *, hidden: int, layers: int = 2,
-              variant: str) -> None:
+              last_bn: bool = False, variant: str) -> None:
   c.model.predictor.num_layers = layers
+  c.model.predictor.last_bn = last_bn
   if variant not in ("smoke", "digits"):
     c.model.predictor.hidden_dim = hidden
 

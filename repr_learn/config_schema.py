@@ -46,6 +46,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.width = 64                # filters of the first stage
   c.model.dtype = "float32"         # activations; 'bfloat16' on GPUs/TPUs
   c.model.patch_size = 16           # ViT only
+  c.model.num_heads = 0             # ViT only: 0 = the size's own (ViT-S 6 as DeiT/DINO; MoCo v3's ViT-S: 12)
+  c.model.freeze_patch_embed = False  # ViT only: patch projection kept at init (MoCo v3 --stop-grad-conv1); add 'patch_embed' to optimizer.no_decay_names
   c.model.pooling = "cls"           # ViT only: 'cls' token, 'gap' (cls kept, mean of patches) or 'mean' (no cls)
   c.model.pos_embedding = "sincos"  # ViT only: 'sincos' (fixed) or 'learned'
   c.model.attention = "xla"         # ViT only: 'xla', or 'cudnn' (its fused kernel where it applies, on GPUs)
@@ -71,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.predictor = ml_collections.ConfigDict()
   c.model.predictor.hidden_dim = 4096
   c.model.predictor.num_layers = 0  # 0: no predictor
+  c.model.predictor.last_bn = False  # BatchNorm without scale/bias on its output (MoCo v3's ViT predictor)
   c.model.prototypes = ml_collections.ConfigDict()
   c.model.prototypes.num_prototypes = 0  # 0: none; SwAV/DINO/SeLa/DEC set K
   c.model.prototypes.kind = "cosine"     # cosine (SwAV, DINO, SeLa) | student_t (DEC)
@@ -98,6 +101,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.min_lr = 0.0           # absolute lr the cosine ends at (MAE fine-tune, I-JEPA: 1e-6)
   c.optimizer.clip_global_norm = 0.0  # > 0: global gradient norm clipped first (SimMIM 5, data2vec 2.0 4, MaskFeat 0.02)
   c.optimizer.no_decay_names = ()    # params with one of these names in their path: no wd/LARS (MAE: pos_embedding, cls_token, mask_token)
+  c.optimizer.decay_all_parameters = False  # True: wd/LARS on biases and norms too (torch SGD weight_decay: MoCo v2, SimSiam, SupCon, NPID)
+  c.optimizer.fixed_lr_names = ()    # params under these names keep the peak lr, no warm-up or decay (SimSiam --fix-pred-lr: predictor)
+  c.optimizer.bias_lr_scale = 1.0    # lr x this for biases and norm params, same schedule (Barlow Twins: 0.0048 / 0.2)
   c.optimizer.layer_decay = 1.0      # < 1: lr x decay**(L+1-layer id), ViT blocks / ResNet stages (MAE fine-tune: 0.65); 1: off
 
   c.eval = ml_collections.ConfigDict()
@@ -202,8 +208,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 # Integer fields that must be >= 1, and numeric fields that must be >= 0.
 _AT_LEAST_ONE = ("batch_size", "eval.batch_size", "log_every_steps", "checkpoint_every_steps",
                  "keep_checkpoints")
-_NON_NEGATIVE = ("eval.every_steps", "optimizer.weight_decay", "optimizer.warmup_epochs",
-                 "optimizer.warmup_start_lr", "optimizer.min_lr", "optimizer.clip_global_norm")
+_NON_NEGATIVE = ("eval.every_steps", "model.num_heads", "optimizer.weight_decay", "optimizer.warmup_epochs",
+                 "optimizer.warmup_start_lr", "optimizer.min_lr", "optimizer.clip_global_norm",
+                 "optimizer.bias_lr_scale")
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str):
@@ -215,6 +222,7 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
 def _check_ranges(config: ml_collections.ConfigDict) -> None:
   """One-line errors for values that would crash later or silently misbehave
   (`keep_checkpoints=0` would delete every checkpoint)."""
+  from repr_learn import optim  # Local import: keeps this module free of jax.
   for key in _AT_LEAST_ONE:
     if _get(config, key) < 1:
       raise ValueError(f"config.{key} must be at least 1, got {_get(config, key)}.")
@@ -236,6 +244,11 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
   if decoder.kind in ("transformer", "predictor") and decoder.width % decoder.num_heads:
     raise ValueError(f"config.model.decoder.width={decoder.width} does not split into "
                      f"num_heads={decoder.num_heads} heads; pick a divisor of the width.")
+  if (config.model.freeze_patch_embed and config.optimizer.weight_decay > 0
+      and "patch_embed" not in optim.name_set(config.optimizer.no_decay_names)):
+    raise ValueError("config.model.freeze_patch_embed keeps the patch projection at init, but "
+                     "weight decay would still shrink it; add 'patch_embed' to "
+                     "config.optimizer.no_decay_names.")
   if config.parallel.mode == "jit" and config.parallel.sync_batchnorm is False:
     raise ValueError("BatchNorm statistics are always global in parallel.mode=jit; for "
                      "per-device BatchNorm set --config.parallel.mode=pmap.")

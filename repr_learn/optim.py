@@ -105,7 +105,7 @@ def _path_names(path) -> tuple[str, ...]:
   return tuple(_key_name(k) for k in path)
 
 
-def _normalize_names(names: str | Iterable[str] | None) -> frozenset[str]:
+def name_set(names: str | Iterable[str] | None) -> frozenset[str]:
   """A set of names from a tuple, a list, or a comma/space-separated string
   (so a command-line override `--config.optimizer.no_decay_names=a,b` works)."""
   if not names:
@@ -118,19 +118,22 @@ def _normalize_names(names: str | Iterable[str] | None) -> frozenset[str]:
   return frozenset(out)
 
 
-def decay_mask(params, no_decay_names: str | Iterable[str] = ()):
+def decay_mask(params, no_decay_names: str | Iterable[str] = (), *,
+               decay_rank1: bool = False):
   """True for weights that get weight decay and LARS adaptation.
 
   Biases and BatchNorm scales/offsets (every parameter of rank <= 1) are
-  excluded, as in SimCLR and BYOL. So is every parameter whose path (module
-  or leaf names) contains one of `no_decay_names`, matched exactly: MAE and
-  BEiT exclude the position embedding, cls and mask tokens
+  excluded, as in SimCLR and BYOL, unless `decay_rank1` (torch SGD's
+  `weight_decay`, which MoCo v2, SimSiam, SupCon and NPID apply to every
+  parameter). Every parameter whose path (module or leaf names) contains one
+  of `no_decay_names`, matched exactly, is excluded: MAE and BEiT exclude the
+  position embedding, cls and mask tokens
   (`("pos_embedding", "cls_token", "mask_token")` here).
   """
-  names = _normalize_names(no_decay_names)
+  names = name_set(no_decay_names)
 
   def decayed(path, p):
-    return jnp.ndim(p) > 1 and not names.intersection(_path_names(path))
+    return (decay_rank1 or jnp.ndim(p) > 1) and not names.intersection(_path_names(path))
 
   return jax.tree_util.tree_map_with_path(decayed, params)
 
@@ -296,21 +299,42 @@ def scale_by_layer_decay(decay: float) -> optax.GradientTransformation:
 
 
 def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
-                   total_steps: int) -> optax.GradientTransformation:
+                   total_steps: int, peak_lr: float | None = None
+                   ) -> optax.GradientTransformation:
   """The optax chain named by `config.name`:
 
   clip_by_global_norm (`clip_global_norm` > 0) -> per-parameter clipping
   (`clip_each_parameter_norm` > 0) -> optimizer (weight decay and LARS
-  adaptation masked by `decay_mask` with `no_decay_names`) -> layer-wise lr
-  decay (`layer_decay` < 1). The defaults give the optimizer alone.
+  adaptation masked by `decay_mask` with `no_decay_names` and
+  `decay_all_parameters`; learning rates per `parameter_groups`) -> layer-wise
+  lr decay (`layer_decay` < 1). The defaults give the optimizer alone.
+  `peak_lr` is the rate of the `fixed_lr_names` group (required with it).
   """
-  mask = _decay_mask_fn(config.get("no_decay_names", ()))
+  mask = _decay_mask_fn(config.get("no_decay_names", ()),
+                        config.get("decay_all_parameters", False))
   parts = []
   if config.get("clip_global_norm", 0.0) > 0:
     parts.append(optax.clip_by_global_norm(config.clip_global_norm))
   if config.clip_each_parameter_norm > 0:
     parts.append(clip_each_parameter_norm(config.clip_each_parameter_norm))
-  parts.append(_base_optimizer(config, schedule, weight_decay(config, total_steps), mask))
+  decay = weight_decay(config, total_steps)
+  schedules = _group_schedules(config, schedule, peak_lr)
+  if len(schedules) == 1:
+    parts.append(_base_optimizer(config, schedule, decay, mask))
+  else:
+    fixed_names = name_set(config.get("fixed_lr_names", ()))
+    rank1_scaled = config.get("bias_lr_scale", 1.0) != 1.0
+
+    def labels(params):
+      groups = parameter_groups(params, fixed_names, rank1_scaled)
+      if fixed_names and "fixed" not in jax.tree.leaves(groups):
+        raise ValueError(f"optimizer.fixed_lr_names={sorted(fixed_names)} names no parameter; "
+                         f"use module names of the model (e.g. 'predictor').")
+      return groups
+
+    parts.append(optax.multi_transform(
+        {group: _base_optimizer(config, s, decay, mask) for group, s in schedules.items()},
+        labels))
   layer_decay = config.get("layer_decay", 1.0)
   if layer_decay != 1.0:
     if not 0.0 < layer_decay <= 1.0:
@@ -319,11 +343,47 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
   return parts[0] if len(parts) == 1 else optax.chain(*parts)
 
 
-def _decay_mask_fn(no_decay_names):
-  names = _normalize_names(no_decay_names)
-  if not names:
+def _decay_mask_fn(no_decay_names, decay_rank1: bool = False):
+  names = name_set(no_decay_names)
+  if not names and not decay_rank1:
     return decay_mask
-  return lambda params: decay_mask(params, names)
+  return lambda params: decay_mask(params, names, decay_rank1=decay_rank1)
+
+
+def parameter_groups(params, fixed_lr_names: frozenset[str] = frozenset(),
+                     rank1_scaled: bool = False):
+  """Each parameter's learning-rate group: 'fixed' under one of
+  `fixed_lr_names` (SimSiam's predictor), else 'rank1' for biases and norm
+  parameters when `rank1_scaled` (Barlow Twins' second group), else 'default'."""
+
+  def group(path, p):
+    if fixed_lr_names.intersection(_path_names(path)):
+      return "fixed"
+    if rank1_scaled and jnp.ndim(p) <= 1:
+      return "rank1"
+    return "default"
+
+  return jax.tree_util.tree_map_with_path(group, params)
+
+
+def _group_schedules(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                     peak_lr: float | None) -> dict[str, optax.Schedule]:
+  """The learning-rate schedule of each group of `parameter_groups`.
+
+  SimSiam's `--fix-pred-lr` holds the predictor at the peak rate
+  (facebookresearch/simsiam main_simsiam.py `adjust_learning_rate`); Barlow
+  Twins gives biases and norms its weights' schedule x 0.0048 / 0.2
+  (facebookresearch/barlowtwins main.py `adjust_learning_rate`)."""
+  schedules = {"default": schedule}
+  if name_set(config.get("fixed_lr_names", ())):
+    if peak_lr is None:
+      raise ValueError("optimizer.fixed_lr_names needs the peak learning rate; "
+                       "pass make_optimizer(..., peak_lr=...).")
+    schedules["fixed"] = optax.constant_schedule(peak_lr)
+  scale = config.get("bias_lr_scale", 1.0)
+  if scale != 1.0:
+    schedules["rank1"] = lambda step: scale * schedule(step)
+  return schedules
 
 
 def _base_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,

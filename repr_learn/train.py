@@ -205,7 +205,7 @@ def _build_setup(key: _ConfigKey, spec: catalog.DatasetSpec, num_examples: int,
   peak_lr = optim.scaled_learning_rate(config.optimizer, config.batch_size)
   schedule = optim.schedule_from_config(config.optimizer, peak_lr, durations.warmup_steps,
                                         durations.total_steps)
-  tx = optim.make_optimizer(config.optimizer, schedule, durations.total_steps)
+  tx = optim.make_optimizer(config.optimizer, schedule, durations.total_steps, peak_lr)
   return Setup(config=config, durations=durations, objective=objective, schedule=schedule,
                tx=tx, probe=_online_probe(config, spec, objective), mesh=mesh)
 

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import moco_v3
 from repr_learn import config_schema
 from repr_learn import models
 from repr_learn.models import vit
@@ -94,3 +95,24 @@ def test_attention_implementation_choice(monkeypatch):
   assert choose("xla", jnp.bfloat16, 64, 50, masked=False) == "xla"
   with pytest.raises(ValueError, match="Unknown attention 'flash'"):
     choose("flash", jnp.bfloat16, 64, 50, masked=False)
+
+
+def test_num_heads_override_and_frozen_patch_projection():
+  """`num_heads` overrides the size's default; `freeze_patch_embed` stops every
+  gradient into the patch projection (MoCo v3's --stop-grad-conv1) and no other."""
+  backbone = models.build_backbone(_model_config(backbone="vit_test", patch_size=4,
+                                                 num_heads=4, freeze_patch_embed=True),
+                                   image_size=8)
+  assert backbone.num_heads == 4
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 3))
+  params = backbone.init(jax.random.PRNGKey(1), x)["params"]
+  grads = jax.grad(lambda p: jnp.sum(backbone.apply({"params": p}, x) ** 2))(params)
+  assert all(not np.any(g) for g in jax.tree.leaves(grads["patch_embed"]))
+  assert any(np.any(g) for g in jax.tree.leaves(grads["block_0"]))
+
+
+def test_frozen_patch_projection_must_be_kept_from_weight_decay():
+  config = moco_v3.get_config("imagenet")
+  config.optimizer.no_decay_names = ()
+  with pytest.raises(ValueError, match="no_decay_names"):
+    config_schema.validate(config)

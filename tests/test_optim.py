@@ -362,3 +362,67 @@ def test_lars_clip_lr_needs_the_solo_learn_variant():
   config.optimizer.lars_clip_lr = True
   with pytest.raises(ValueError, match="lars_clip_lr applies to .*lars_variant='solo_learn'"):
     config_schema.validate(config)
+
+
+# ---------------------------------------------------------------- parameter groups
+
+
+def _two_group_params():
+  return {"encoder": {"kernel": jnp.array([[1.0, 2.0], [3.0, 4.0]]), "bias": jnp.array([1.0, -1.0])},
+          "predictor": {"kernel": jnp.array([[1.0, 0.0], [0.0, 1.0]]),
+                        "bias": jnp.array([0.5, 0.5])}}
+
+
+def _sgd_steps(config, params, grads, *, steps, peak_lr=None):
+  schedule = lambda step: 1.0 - 0.1 * step  # 1.0, 0.9, 0.8, ...
+  tx = optim.make_optimizer(config, schedule, total_steps=10, peak_lr=peak_lr)
+  state = tx.init(params)
+  for _ in range(steps):
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  return params
+
+
+def test_fixed_lr_group_keeps_the_peak_rate_and_decay_all_reaches_biases():
+  """SimSiam's --fix-pred-lr with torch SGD's weight decay on every parameter,
+  by hand: w <- w - lr_t (g + wd w), lr_t = 1 - 0.1 t for the encoder and the
+  peak 1.0 for the predictor."""
+  config = _optimizer_config(name="sgd", momentum=0.0, weight_decay=0.1,
+                             decay_all_parameters=True, fixed_lr_names=("predictor",))
+  params = _two_group_params()
+  grads = jax.tree.map(jnp.ones_like, params)
+  got = _sgd_steps(config, params, grads, steps=2, peak_lr=1.0)
+  expected = {}
+  for group, rates in (("encoder", (1.0, 0.9)), ("predictor", (1.0, 1.0))):
+    expected[group] = {}
+    for name, w in params[group].items():
+      w = np.array(w)
+      for lr in rates:
+        w = w - lr * (1.0 + 0.1 * w)
+      expected[group][name] = w
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), got, expected)
+
+
+def test_rank1_lr_scale_follows_the_schedule_without_decay():
+  """Barlow Twins' second group: biases at 0.024 x the weights' rate, and (the
+  default mask) no weight decay on them."""
+  config = _optimizer_config(name="sgd", momentum=0.0, weight_decay=0.1, bias_lr_scale=0.024)
+  params = _two_group_params()
+  grads = jax.tree.map(jnp.ones_like, params)
+  got = _sgd_steps(config, params, grads, steps=2)
+  for group in params:
+    kernel = np.array(params[group]["kernel"])
+    for lr in (1.0, 0.9):
+      kernel = kernel - lr * (1.0 + 0.1 * kernel)
+    np.testing.assert_allclose(got[group]["kernel"], kernel, rtol=1e-6)
+    np.testing.assert_allclose(got[group]["bias"],
+                               np.array(params[group]["bias"]) - 0.024 * (1.0 + 0.9), rtol=1e-6)
+
+
+def test_fixed_lr_names_that_match_nothing_are_refused():
+  config = _optimizer_config(name="sgd", fixed_lr_names=("predictr",))
+  tx = optim.make_optimizer(config, lambda step: 1.0, total_steps=10, peak_lr=1.0)
+  with pytest.raises(ValueError, match="names no parameter"):
+    tx.init(_two_group_params())
+  with pytest.raises(ValueError, match="peak learning rate"):
+    optim.make_optimizer(config, lambda step: 1.0, total_steps=10)

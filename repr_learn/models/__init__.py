@@ -93,7 +93,8 @@ def build_backbone(config: ml_collections.ConfigDict, image_size: int = 224,
                          name="backbone")
   if config.backbone in vit.VIT_SIZES:
     width, depth, heads_, mlp_dim = vit.VIT_SIZES[config.backbone]
-    return vit.ViT(width=width, depth=depth, num_heads=heads_, mlp_dim=mlp_dim,
+    return vit.ViT(width=width, depth=depth, num_heads=config.num_heads or heads_,
+                   mlp_dim=mlp_dim, freeze_patch_embed=config.freeze_patch_embed,
                    patch_size=config.patch_size, pooling=config.pooling,
                    pos_embedding=config.pos_embedding, image_size=image_size,
                    drop_path=config.drop_path, layer_scale=config.layer_scale,
@@ -148,8 +149,8 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
   if config.predictor.num_layers > 0:
     pred = config.predictor
     predictor = heads.MLPHead(hidden_dim=pred.hidden_dim, output_dim=proj.output_dim,
-                              num_layers=pred.num_layers, bn_axis_name=bn_axis_name,
-                              dtype=dtype, name="predictor")
+                              num_layers=pred.num_layers, last_bn=pred.last_bn,
+                              bn_axis_name=bn_axis_name, dtype=dtype, name="predictor")
   prototypes = None
   if config.prototypes.num_prototypes > 0:
     prototypes = heads.Prototypes(num_prototypes=config.prototypes.num_prototypes,

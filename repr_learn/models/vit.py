@@ -105,6 +105,9 @@ class EncoderBlock(nn.Module):
       initialised to this value (CaiT; SimMIM uses 0.1).
     post_norm: LayerNorm after each residual addition instead of before the branch.
     attention: see `attention_implementation`.
+    freeze_patch_embed: the patch projection passes no gradient and keeps its
+      random initialisation (MoCo v3's `--stop-grad-conv1`, for stability);
+      exclude 'patch_embed' from weight decay too, or AdamW still shrinks it.
   """
   num_heads: int
   mlp_dim: int
@@ -177,6 +180,7 @@ class ViT(nn.Module):
   mask_token: bool = False
   dtype: Any = jnp.float32
   attention: str = "xla"
+  freeze_patch_embed: bool = False
 
   @property
   def num_features(self) -> int:
@@ -233,6 +237,8 @@ class ViT(nn.Module):
       raise ValueError(f"ViT expects square images, got {h}x{w}.")
     grid = self.grid(h)
     tokens = self.patch_embed(x.astype(self.dtype)).reshape(n, grid * grid, self.width)
+    if self.freeze_patch_embed:
+      tokens = jax.lax.stop_gradient(tokens)
     if token_mask is not None:
       if not self.mask_token:
         raise ValueError("encode(token_mask=...) needs a mask token; set model.mask_token=True.")

@@ -1,0 +1,52 @@
+"""Every `imagenet` and `cifar10` recipe starts: its state and one train step
+trace at the recipe's real batch, resolution and model size (`jax.eval_shape`
+through the trainer's own `Setup`: shapes only, no weights, no FLOPs), so no
+recipe can be unable to start again (the DINO ViT-S/16 one once could not)."""
+
+import importlib
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import common
+from repr_learn import config_schema
+from repr_learn import parallel
+from repr_learn import train
+from repr_learn.data import catalog
+
+NUM_TRAIN = {"imagenet2012": 1_281_167, "cifar10": 50_000}
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+
+
+def _recipes():
+  for path in sorted(CONFIG_DIR.glob("*.py")):
+    if path.stem in ("__init__", "common"):
+      continue
+    module = importlib.import_module(f"configs.{path.stem}")
+    for variant in common.variants(module):
+      if variant.startswith(("imagenet", "cifar10")):
+        yield path.stem, variant
+
+
+@pytest.mark.parametrize("method,variant", list(_recipes()))
+def test_recipe_state_and_step_trace_at_real_shapes(method, variant):
+  config = importlib.import_module(f"configs.{method}").get_config(variant)
+  config_schema.validate(config)
+  spec = catalog.get_spec(config.data.name)
+  setup = train.build_setup(config, spec, NUM_TRAIN[spec.name],
+                            parallel.make_mesh(jax.devices()[:1]))
+  state = setup.abstract_state()
+  images = jax.ShapeDtypeStruct((config.batch_size, spec.image_size, spec.image_size, 3),
+                                jnp.uint8)
+  batch = {"image": images,
+           "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32),
+           "index": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)}
+  if setup.objective.pairs_with_neighbours:
+    batch["neighbour_image"] = images
+  new_state, metrics = jax.eval_shape(setup.compiled_train_step(state), state, batch)
+  assert metrics["loss"].shape == ()
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+  assert all(a.shape == b.shape for a, b in zip(jax.tree.leaves(new_state),
+                                                jax.tree.leaves(state)))
