@@ -1,5 +1,5 @@
-"""Masked image modeling: the token-level ViT, the MAE encoder's cost, the
-paper-sized variants tracing at their real shapes, and the step compiling once.
+"""Masked image modeling: the token-level ViT, the MAE encoder's cost and the
+step compiling once (the paper-sized variants trace in tests/test_recipes.py).
 
 (8-device vs 1-device losses, smoke training and exact resume of the teachers
 run for every objective in tests/test_objectives.py.)
@@ -14,12 +14,6 @@ import pytest
 
 from repr_learn import config_schema
 from repr_learn import models
-from repr_learn import optim
-from repr_learn import parallel
-from repr_learn import steps
-from repr_learn import train
-from repr_learn import train_state as train_state_lib
-from repr_learn.data import augment
 from repr_learn.data import masking
 from repr_learn.models import vit
 from tests import test_train_step as step_helpers
@@ -133,47 +127,6 @@ def test_mim_step_compiles_once_and_lowers_the_loss(method):
     losses.append(float(metrics["loss"]))
   assert step_fn._cache_size() == 1
   assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
-
-
-def _paper_variants():
-  for method in MIM_METHODS:
-    yield method, "imagenet"
-  yield "ijepa", "imagenet_vith14"
-  yield "dino", "imagenet"   # ViT-S/16 with 96-px local crops: resampled positions.
-
-
-@pytest.mark.parametrize("method,variant", list(_paper_variants()))
-def test_paper_variant_traces_at_its_real_shapes(method, variant):
-  """State creation and one train step, abstractly (`jax.eval_shape`: shapes
-  only, no FLOPs), at the recipe's batch, resolution and model size."""
-  config = importlib.import_module(f"configs.{method}").get_config(variant)
-  config_schema.validate(config)
-  mesh = parallel.make_mesh(jax.devices()[:1])
-  objective = train.build_objective(config, total_steps=1000, steps_per_epoch=10,
-                                    num_examples=1_281_167, mesh=mesh)
-  schedule = optim.schedule_from_config(
-      config.optimizer, optim.scaled_learning_rate(config.optimizer, config.batch_size),
-      100, 1000)
-  tx = optim.make_optimizer(config.optimizer, schedule, 1000)
-  init_fn = train._init_fn(objective, config, config.augment.crop_size)
-
-  def create(rng):
-    params, batch_stats, extra = init_fn(rng)
-    return train_state_lib.TrainState(
-        step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-        opt_state=tx.init(params), extra=extra, rng=rng,
-        first_nonfinite_step=jnp.full((), -1, jnp.int32))
-
-  state = jax.eval_shape(create, jax.random.PRNGKey(0))
-  stored = 256  # ImageNet is stored at 256 px (repr_learn/data/catalog.py).
-  batch = {"image": jax.ShapeDtypeStruct((config.batch_size, stored, stored, 3), jnp.uint8),
-           "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32),
-           "index": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)}
-  step = steps.make_train_step(objective, tx, schedule, augment.IMAGENET_MEAN,
-                               augment.IMAGENET_STD)
-  new_state, metrics = jax.eval_shape(step, state, batch)
-  assert metrics["loss"].shape == () and new_state.step.shape == ()
-  assert jax.tree.structure(new_state.params) == jax.tree.structure(state.params)
 
 
 def test_ijepa_context_and_targets_never_overlap():

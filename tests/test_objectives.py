@@ -18,6 +18,7 @@ from repr_learn import pretrained
 from repr_learn import train
 from repr_learn.data import augment
 from repr_learn.data import catalog
+from repr_learn.losses import instance
 from tests import config_overrides
 from tests import test_train_step as step_helpers
 
@@ -112,6 +113,40 @@ def test_moco_v2_shuffle_bn_encodes_keys_per_device():
   global_out, _ = objective.apply(state.extra["target_params"], state.batch_stats, x,
                                   method=objective.network.project)
   assert not np.allclose(keys, global_out["projection"], atol=1e-3)
+
+
+def test_moco_v2_symmetric_form_uses_two_queues_and_a_cosine_momentum():
+  """solo-learn's MoCo v2+: (nce(q1, k2, queue_2) + nce(q2, k1, queue_1)) / 2,
+  each view's keys enqueued in its own queue; momentum 0.99 -> 0.999 (cosine)."""
+  config = smoke("moco_v2", shuffle_bn=False, **{
+      "objective.symmetric": True, "objective.momentum": 0.99,
+      "objective.momentum_schedule": "cosine", "objective.final_momentum": 0.999})
+  mesh, objective, state, _ = step_helpers._setup(config, jax.devices()[:1])
+  images = step_helpers._batch(config, mesh)["image"]
+  views = augment.make_views(jax.random.PRNGKey(5), images, objective.views,
+                             augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+  loss, out = objective.loss(state.params, state.batch_stats, state.extra, views, {},
+                             jax.random.PRNGKey(0), state.step)
+  queue = state.extra["queue"]
+  assert queue.shape[0] == 2
+  k1, k2 = out.aux["keys"]
+  for view, key in zip(views, (k1, k2)):
+    np.testing.assert_allclose(
+        key, objective._keys(state.extra["target_params"], state.batch_stats, view, None),
+        rtol=1e-4, atol=1e-5)
+  (o1, o2), _ = objective.forward_views(state.params, state.batch_stats, views)
+  expected = 0.5 * (instance.info_nce_with_queue(o1["projection"], k2, queue[1], 0.2)
+                    + instance.info_nce_with_queue(o2["projection"], k1, queue[0], 0.2))
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  extra = objective.update_extra(state.extra, state.params, out.aux, jnp.int32(0))
+  n = images.shape[0]
+  np.testing.assert_allclose(extra["queue"][0][:n], instance.l2_normalize(k1), rtol=1e-5)
+  np.testing.assert_allclose(extra["queue"][1][:n], instance.l2_normalize(k2), rtol=1e-5)
+  assert int(extra["queue_ptr"]) == n
+  half = objective.total_steps // 2
+  np.testing.assert_allclose(objective.momentum(0), 0.99, rtol=1e-7)
+  np.testing.assert_allclose(objective.momentum(half), 0.9945, rtol=1e-6)
+  np.testing.assert_allclose(objective.momentum(objective.total_steps), 0.999, rtol=1e-7)
 
 
 @pytest.mark.slow

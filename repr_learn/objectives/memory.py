@@ -17,10 +17,11 @@ def ema(target, online, momentum):
   return jax.tree.map(lambda t, o: momentum * t + (1.0 - momentum) * o, target, online)
 
 
-def cosine_momentum(step, total_steps: int, base: float):
-  """BYOL's schedule: base at step 0, rising to 1 at the end (Grill et al. 2020)."""
+def cosine_momentum(step, total_steps: int, base: float, final: float = 1.0):
+  """BYOL's schedule: base at step 0, rising to `final` (1) at the end (Grill et
+  al. 2020); solo-learn's `MomentumUpdater` with its `final_tau`."""
   progress = jnp.minimum(step / max(total_steps, 1), 1.0)
-  return 1.0 - (1.0 - base) * (jnp.cos(math.pi * progress) + 1.0) / 2.0
+  return final - (final - base) * (jnp.cos(math.pi * progress) + 1.0) / 2.0
 
 
 def linear_momentum(step, ramp_steps: int, start: float, end: float):

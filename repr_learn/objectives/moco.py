@@ -16,16 +16,33 @@ class MoCoV2(base.Objective):
   Shuffle-BN: keys are permuted across the global batch, encoded with per-device
   BatchNorm (`parallel.per_device`), and un-permuted, so a query and its key
   never share BatchNorm statistics (He et al. 2020, sec. 3.3).
+
+  `symmetric` is solo-learn's MoCo v2+ (solo/methods/mocov2plus.py): both views
+  are queries, each against the other's key and a queue of that view's past
+  keys (two queues), the two losses averaged. `momentum_schedule='cosine'`
+  raises the momentum from `momentum` to `final_momentum` (solo-learn's
+  `base_tau` -> `final_tau`); 'constant' keeps `momentum` (the paper's).
   """
 
   name = "moco_v2"
   defaults = {"temperature": 0.2, "queue_size": 65536, "momentum": 0.999,
-              "shuffle_bn": True}
+              "shuffle_bn": True, "symmetric": False, "momentum_schedule": "constant",
+              "final_momentum": 1.0}
+  MOMENTUM_SCHEDULES = ("constant", "cosine")
+
+  @property
+  def num_queues(self) -> int:
+    return 2 if self.config.symmetric else 1
 
   def init_extra(self, rng, variables):
+    if self.config.momentum_schedule not in self.MOMENTUM_SCHEDULES:  # Fails before step 0.
+      raise ValueError(f"objective.momentum_schedule={self.config.momentum_schedule!r} is not "
+                       f"one of {self.MOMENTUM_SCHEDULES}.")
     dim = self.network.projector.output_dim
+    queues = [memory.init_queue(r, self.config.queue_size, dim)
+              for r in jax.random.split(rng, self.num_queues)]
     return {"target_params": base.online_params_for_target(variables["params"]),
-            "queue": memory.init_queue(rng, self.config.queue_size, dim),
+            "queue": jnp.stack(queues) if self.config.symmetric else queues[0],
             "queue_ptr": jnp.zeros((), jnp.int32)}
 
   def per_device(self, axis_name):
@@ -35,6 +52,12 @@ class MoCoV2(base.Objective):
                        "(per-device BatchNorm already keeps each key encoder's statistics "
                        "local) or use parallel.mode=jit.")
     return super().per_device(axis_name)
+
+  def momentum(self, step):
+    if self.config.momentum_schedule == "cosine":
+      return memory.cosine_momentum(step, self.total_steps, self.config.momentum,
+                                    self.config.final_momentum)
+    return self.config.momentum
 
   def _keys(self, target_params, batch_stats, x, rng):
     def encode(tp, bs, images):
@@ -49,21 +72,34 @@ class MoCoV2(base.Objective):
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del batch, step
-    v1, v2 = views
-    out, batch_stats = self.apply(params, batch_stats, v1)
-    q = out["projection"]
-    k = self._keys(extra["target_params"], batch_stats, v2, rng)
-    loss = instance.info_nce_with_queue(q, k, extra["queue"], self.config.temperature)
-    metrics = base.geometry_metrics(q, k)
-    return loss, base.LossOutput(batch_stats=batch_stats, metrics=metrics,
-                                 aux={"keys": k})
+    t = self.config.temperature
+    if not self.config.symmetric:
+      v1, v2 = views
+      out, batch_stats = self.apply(params, batch_stats, v1)
+      q = out["projection"]
+      k = self._keys(extra["target_params"], batch_stats, v2, rng)
+      loss = instance.info_nce_with_queue(q, k, extra["queue"], t)
+      return loss, base.LossOutput(batch_stats=batch_stats, metrics=base.geometry_metrics(q, k),
+                                   aux={"keys": k})
+    (o1, o2), batch_stats = self.forward_views(params, batch_stats, views)
+    r1, r2 = jax.random.split(rng)
+    k1 = self._keys(extra["target_params"], batch_stats, views[0], r1)
+    k2 = self._keys(extra["target_params"], batch_stats, views[1], r2)
+    q1, q2 = o1["projection"], o2["projection"]
+    loss = 0.5 * (instance.info_nce_with_queue(q1, k2, extra["queue"][1], t)
+                  + instance.info_nce_with_queue(q2, k1, extra["queue"][0], t))
+    return loss, base.LossOutput(batch_stats=batch_stats, metrics=base.geometry_metrics(q1, q2),
+                                 aux={"keys": jnp.stack([k1, k2])})
 
   def update_extra(self, extra, params, aux, step):
-    del step
-    queue, ptr = memory.enqueue(extra["queue"], instance.l2_normalize(aux["keys"]),
-                                extra["queue_ptr"])
+    keys = instance.l2_normalize(aux["keys"])
+    if self.config.symmetric:
+      pairs = [memory.enqueue(extra["queue"][i], keys[i], extra["queue_ptr"]) for i in range(2)]
+      queue, ptr = jnp.stack([q for q, _ in pairs]), pairs[0][1]
+    else:
+      queue, ptr = memory.enqueue(extra["queue"], keys, extra["queue_ptr"])
     target = memory.ema(extra["target_params"], base.online_params_for_target(params),
-                        self.config.momentum)
+                        self.momentum(step))
     return {"target_params": target, "queue": queue, "queue_ptr": ptr}
 
 
