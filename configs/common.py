@@ -100,6 +100,18 @@ def solo_learn_lars(c: ml_collections.ConfigDict, *, variant: str) -> None:
                        lars_clip_lr=True)
 
 
+def swav_larc(c: ml_collections.ConfigDict) -> None:
+  """The optimizer of facebookresearch/swav's ImageNet scripts (main_swav.py,
+  main_deepclusterv2.py): SGD momentum 0.9 wrapped in apex's LARC with trust
+  0.001 and clip=False, which adapts and decays every parameter with the
+  |g| + wd|w| denominator (`optim.solo_learn_lars` without clipping); base lr
+  4.8 at batch 4096 (0.3 x B/256), warm-up from 0.3, cosine to 0.0048."""
+  c.optimizer.update(name="lars", lars_variant="solo_learn", trust_coefficient=0.001,
+                     lars_clip_lr=False, momentum=0.9, decay_all_parameters=True,
+                     base_lr=0.3, lr_scaling="linear", weight_decay=1e-6,
+                     warmup_epochs=10.0, warmup_start_lr=0.3, min_lr=0.0048)
+
+
 def projector(c: ml_collections.ConfigDict, *, hidden: int, out: int, layers: int,
               last_bn: bool = False, use_bn: bool = True, variant: str) -> None:
   """Sets the paper's projector, except in the CPU variants which keep theirs small."""

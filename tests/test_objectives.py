@@ -18,6 +18,7 @@ from repr_learn import pretrained
 from repr_learn import train
 from repr_learn.data import augment
 from repr_learn.data import catalog
+from repr_learn.losses import clustering as clustering_losses
 from repr_learn.losses import instance
 from tests import config_overrides
 from tests import test_train_step as step_helpers
@@ -265,6 +266,42 @@ def test_every_variant_of_every_config_is_valid(method):
     assert len(objective.views) >= 1
     if config.augment.num_local_crops:
       assert objective.views[-1].size == config.augment.local_crop_size
+
+
+def test_deepcluster_v2_heads_average_their_cross_entropies_over_both_views_banks():
+  """main_deepclusterv2.py: loss = mean over heads (and views) of CE(scores_h / T,
+  labels_h); head h's k-means runs on the bank of view h mod 2."""
+  config = smoke("deepcluster_v2", **{"objective.num_heads": 3})
+  mesh, objective, state, _ = step_helpers._setup(config, jax.devices()[:1])
+  n, dim = objective.num_examples, config.model.projector.output_dim
+  extra = dict(state.extra, relabelled=jnp.ones((), bool))
+  assert extra["bank"].shape[1:] == (2, dim) and extra["labels"].shape[1:] == (3,)
+  assert extra["centroids"].shape == (3, config.objective.num_clusters, dim)
+  images = step_helpers._batch(config, mesh)["image"]
+  batch = {"index": jnp.arange(images.shape[0]) % n}
+  views = augment.make_views(jax.random.PRNGKey(5), images, objective.views,
+                             augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+  loss, out = objective.loss(state.params, state.batch_stats, extra, views, batch,
+                             jax.random.PRNGKey(0), state.step)
+  outs, _ = objective.forward_views(state.params, state.batch_stats, views)
+  labels = np.asarray(extra["labels"])[np.asarray(batch["index"])]
+  expected = []
+  for o in outs:
+    z = np.asarray(instance.l2_normalize(o["projection"]))
+    for h in range(3):
+      logits = z @ np.asarray(extra["centroids"][h]).T / config.objective.temperature
+      logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+      expected.append(-logp[np.arange(len(z)), labels[:, h]].mean())
+  np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-5)
+  np.testing.assert_allclose(out.aux["embeddings"][:, 1], outs[1]["projection"], rtol=1e-6)
+  relabelled = objective.relabel(extra, state.params, jnp.int32(0))
+  rng = jax.random.fold_in(extra["rng"], 0)
+  for h in range(3):
+    _, want = clustering_losses.spherical_kmeans(
+        extra["bank"][:, h % 2], jax.random.fold_in(rng, h), config.objective.num_clusters,
+        config.objective.kmeans_iters, num_valid=n)
+    np.testing.assert_array_equal(relabelled["labels"][:, h], want)
+  assert not np.array_equal(relabelled["labels"][:, 0], relabelled["labels"][:, 1])
 
 
 # DeepCluster-v2 keeps its bank and labels as SeLa does (one base class); its
