@@ -77,6 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.prototypes = ml_collections.ConfigDict()
   c.model.prototypes.num_prototypes = 0  # 0: none; SwAV/DINO/SeLa/DEC set K
   c.model.prototypes.kind = "cosine"     # cosine (SwAV, DINO, SeLa) | student_t (DEC)
+  c.model.prototypes.learned_norm = False  # cosine: learned per-prototype norm (DINO --norm_last_layer false)
   c.model.init_from = config_dict.placeholder(str)  # workdir of a pretraining run (SCAN, DEC)
 
   c.objective = ml_collections.ConfigDict()
@@ -244,6 +245,8 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
   if decoder.kind in ("transformer", "predictor") and decoder.width % decoder.num_heads:
     raise ValueError(f"config.model.decoder.width={decoder.width} does not split into "
                      f"num_heads={decoder.num_heads} heads; pick a divisor of the width.")
+  if config.model.prototypes.learned_norm and config.model.prototypes.kind != "cosine":
+    raise ValueError("config.model.prototypes.learned_norm applies to kind='cosine' only.")
   if (config.model.freeze_patch_embed and config.optimizer.weight_decay > 0
       and "patch_embed" not in optim.name_set(config.optimizer.no_decay_names)):
     raise ValueError("config.model.freeze_patch_embed keeps the patch projection at init, but "

@@ -8,6 +8,8 @@ import pytest
 from configs import moco_v3
 from repr_learn import config_schema
 from repr_learn import models
+from repr_learn import optim
+from repr_learn.models import heads
 from repr_learn.models import vit
 
 
@@ -116,3 +118,16 @@ def test_frozen_patch_projection_must_be_kept_from_weight_decay():
   config.optimizer.no_decay_names = ()
   with pytest.raises(ValueError, match="no_decay_names"):
     config_schema.validate(config)
+
+
+def test_dino_last_layer_with_learned_norm_scales_cosines_and_is_decayed():
+  """--norm_last_layer false: scores = g_k * cos(x, v_k), g init 1, learned, and 2-D
+  like DINO's weight_g, so the default decay mask (rank > 1) reaches it."""
+  head = heads.Prototypes(num_prototypes=4, learned_norm=True)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
+  params = head.init(jax.random.PRNGKey(1), x)["params"]
+  assert params["norm"].shape == (1, 4) and np.all(params["norm"] == 1.0)
+  fixed = heads.Prototypes(num_prototypes=4).apply({"params": {"kernel": params["kernel"]}}, x)
+  scaled = head.apply({"params": {**params, "norm": jnp.array([[1.0, 2.0, 3.0, 4.0]])}}, x)
+  np.testing.assert_allclose(scaled, fixed * jnp.array([1.0, 2.0, 3.0, 4.0]), rtol=1e-6)
+  assert bool(optim.decay_mask(params)["norm"])

@@ -154,7 +154,9 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
   prototypes = None
   if config.prototypes.num_prototypes > 0:
     prototypes = heads.Prototypes(num_prototypes=config.prototypes.num_prototypes,
-                                  kind=config.prototypes.kind, name="prototypes")
+                                  kind=config.prototypes.kind,
+                                  learned_norm=config.prototypes.learned_norm,
+                                  name="prototypes")
   return SiameseNetwork(backbone=build_backbone(config, image_size, bn_axis_name),
                         projector=projector,
                         predictor=predictor, prototypes=prototypes)

@@ -71,9 +71,13 @@ class Prototypes(nn.Module):
     weight-normalised last layer with its norm fixed to 1 (norm_last_layer).
   kind='student_t': DEC's soft assignment of the input to K centres (Xie et al.
     2016, eq. 1), the centres being the prototypes.
+  learned_norm: cosine only: each prototype's norm is a learned gain g (init 1),
+    DINO's weight-normalised last layer with `--norm_last_layer false`. It is
+    [1, K], 2-D as DINO's `weight_g` [K, 1], so weight decay reaches it as there.
   """
   num_prototypes: int
   kind: str = "cosine"
+  learned_norm: bool = False
 
   @nn.compact
   def __call__(self, x):
@@ -82,7 +86,11 @@ class Prototypes(nn.Module):
                         (x.shape[-1], self.num_prototypes), jnp.float32)
     if self.kind == "student_t":
       return clustering.student_t_assignment(x, kernel.T)
-    return contrastive.l2_normalize(x) @ contrastive.l2_normalize(kernel, axis=0)
+    scores = contrastive.l2_normalize(x) @ contrastive.l2_normalize(kernel, axis=0)
+    if self.learned_norm:
+      scores = scores * self.param("norm", nn.initializers.ones, (1, self.num_prototypes),
+                                   jnp.float32)
+    return scores
 
 
 class _TransformerHead(nn.Module):
