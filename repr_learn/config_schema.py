@@ -35,6 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.augment.min_scale = 0.08        # smallest crop area fraction
   c.augment.color_strength = 0.5    # SimCLR's jitter strength s
   c.augment.blur_prob = 0.0         # 0.5 for ImageNet-sized images, 0 on CIFAR
+  c.augment.solarize_probs = (0.0, 0.2)  # byol/multicrop_byol recipes: solarisation of view 1, view 2
   c.augment.num_local_crops = 0     # multi-crop recipes: small views after the 2 global
   c.augment.local_crop_size = 96    # their output size
   c.augment.local_min_scale = 0.05  # their crop area fraction range

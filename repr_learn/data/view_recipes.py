@@ -29,15 +29,18 @@ def single(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
 
 def byol(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
   """BYOL's asymmetric pair (Grill et al. 2020, table 6): blur 1.0 / 0.1,
-  solarisation 0 / 0.2, weaker saturation and hue jitter."""
+  solarisation `solarize_probs` (BYOL's 0 / 0.2), weaker saturation and hue jitter."""
   s = config.color_strength / 0.5  # 1.0 at the default strength: BYOL's values
   common = dict(size=config.crop_size, min_scale=config.min_scale,
                 brightness=0.4 * s, contrast=0.4 * s, saturation=0.2 * s, hue=0.1 * s,
                 jitter_prob=0.8, grayscale_prob=0.2)
+  solarize = tuple(config.solarize_probs)
+  if len(solarize) != 2:
+    raise ValueError(f"augment.solarize_probs={solarize} needs one probability per view.")
   first = augment.ViewConfig(**common, blur_prob=1.0 if config.blur_prob > 0 else 0.0,
-                             solarize_prob=0.0)
+                             solarize_prob=solarize[0])
   second = augment.ViewConfig(**common, blur_prob=0.1 if config.blur_prob > 0 else 0.0,
-                              solarize_prob=0.2)
+                              solarize_prob=solarize[1])
   return (first, second)
 
 
