@@ -90,6 +90,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.base_lr = 1.0         # before batch-size scaling
   c.optimizer.lr_scaling = "linear" # linear (x batch/256) | sqrt (x sqrt(batch)) | none
   c.optimizer.warmup_epochs = 10.0
+  c.optimizer.schedule = "cosine"   # cosine (to min_lr) | steps (x lr_decay_factor at each of lr_decay_epochs: NPID)
+  c.optimizer.lr_decay_epochs = ()  # steps schedule: epochs where the lr drops
+  c.optimizer.lr_decay_factor = 0.1  # steps schedule: the drop
   c.optimizer.weight_decay = 1e-6
   c.optimizer.weight_decay_end = config_dict.placeholder(float)  # None: constant; else cosine to it
   c.optimizer.clip_each_parameter_norm = 0.0  # > 0: each tensor's gradient norm clipped (DINO: 3.0)
@@ -155,6 +158,7 @@ _CHOICES = {
     ("data", "bad_images"): ("error", "skip"),
     ("parallel", "mode"): ("jit", "pmap"),
     ("optimizer", "lars_variant"): ("optax", "solo_learn"),
+    ("optimizer", "schedule"): ("cosine", "steps"),
     ("model.decoder", "kind"): ("none", "transformer", "linear", "conv", "predictor"),
     ("model.projector", "activation"): ("relu", "gelu"),
     ("model.prototypes", "kind"): ("cosine", "student_t"),
@@ -246,6 +250,12 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
   if decoder.kind in ("transformer", "predictor") and decoder.width % decoder.num_heads:
     raise ValueError(f"config.model.decoder.width={decoder.width} does not split into "
                      f"num_heads={decoder.num_heads} heads; pick a divisor of the width.")
+  if config.optimizer.schedule == "steps" and config.optimizer.min_lr:
+    raise ValueError("config.optimizer.min_lr applies to the cosine schedule only; the steps "
+                     "schedule ends at base lr x lr_decay_factor^len(lr_decay_epochs).")
+  if config.optimizer.schedule != "steps" and config.optimizer.lr_decay_epochs:
+    raise ValueError("config.optimizer.lr_decay_epochs applies to schedule='steps' only; "
+                     "set --config.optimizer.schedule=steps or drop it.")
   if config.model.prototypes.learned_norm and config.model.prototypes.kind != "cosine":
     raise ValueError("config.model.prototypes.learned_norm applies to kind='cosine' only.")
   if (config.model.freeze_patch_embed and config.optimizer.weight_decay > 0

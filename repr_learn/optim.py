@@ -53,12 +53,39 @@ def warmup_cosine(peak: float, warmup_steps: int, total_steps: int, *,
       decay_steps=max(total_steps, warmup_steps + 1), end_value=end_lr)
 
 
+def warmup_steps_decay(peak: float, warmup_steps: int, boundaries: Iterable[int],
+                       factor: float, *, start_lr: float = 0.0) -> optax.Schedule:
+  """Linear warm-up from `start_lr` to `peak`, then `peak` x `factor`^k after
+  the k-th of `boundaries` (steps): the step schedule of NPID's
+  `adjust_learning_rate` (lemniscate main.py: x 0.1 at epochs 120 and 160)."""
+  boundaries = sorted(int(b) for b in boundaries)
+
+  def schedule(step):
+    passed = sum(jnp.asarray(step >= b, jnp.float32) for b in boundaries) if boundaries else 0.0
+    decayed = peak * factor ** passed
+    if warmup_steps <= 0:
+      return jnp.asarray(decayed, jnp.float32)
+    warm = start_lr + (peak - start_lr) * step / warmup_steps
+    return jnp.where(step < warmup_steps, warm, decayed)
+
+  return schedule
+
+
+SCHEDULES = ("cosine", "steps")
+
+
 def schedule_from_config(config: ml_collections.ConfigDict, peak: float,
-                         warmup_steps: int, total_steps: int) -> optax.Schedule:
-  """`warmup_cosine` with `config.warmup_start_lr` and `config.min_lr` (the
-  `optimizer` section; both default to 0, the original schedule)."""
-  return warmup_cosine(peak, warmup_steps, total_steps,
-                       start_lr=config.get("warmup_start_lr", 0.0) or 0.0,
+                         warmup_steps: int, total_steps: int,
+                         steps_per_epoch: int = 1) -> optax.Schedule:
+  """The `optimizer` section's schedule: `warmup_cosine` with
+  `warmup_start_lr` and `min_lr` (both default to 0, the original schedule),
+  or with `schedule='steps'` `warmup_steps_decay` at `lr_decay_epochs`."""
+  start_lr = config.get("warmup_start_lr", 0.0) or 0.0
+  if config.get("schedule", "cosine") == "steps":
+    return warmup_steps_decay(peak, warmup_steps,
+                              [round(e * steps_per_epoch) for e in config.lr_decay_epochs],
+                              config.lr_decay_factor, start_lr=start_lr)
+  return warmup_cosine(peak, warmup_steps, total_steps, start_lr=start_lr,
                        end_lr=config.get("min_lr", 0.0) or 0.0)
 
 

@@ -204,7 +204,7 @@ def _build_setup(key: _ConfigKey, spec: catalog.DatasetSpec, num_examples: int,
                               num_examples=num_examples, mesh=mesh)
   peak_lr = optim.scaled_learning_rate(config.optimizer, config.batch_size)
   schedule = optim.schedule_from_config(config.optimizer, peak_lr, durations.warmup_steps,
-                                        durations.total_steps)
+                                        durations.total_steps, durations.steps_per_epoch)
   tx = optim.make_optimizer(config.optimizer, schedule, durations.total_steps, peak_lr)
   return Setup(config=config, durations=durations, objective=objective, schedule=schedule,
                tx=tx, probe=_online_probe(config, spec, objective), mesh=mesh)

@@ -426,3 +426,19 @@ def test_fixed_lr_names_that_match_nothing_are_refused():
     tx.init(_two_group_params())
   with pytest.raises(ValueError, match="peak learning rate"):
     optim.make_optimizer(config, lambda step: 1.0, total_steps=10)
+
+
+def test_steps_schedule_drops_at_the_configured_epochs():
+  """NPID's adjust_learning_rate: 0.03 until epoch 120, 0.003 until 160, then
+  0.0003 (10 steps per epoch here), after an optional linear warm-up."""
+  config = _optimizer_config(schedule="steps", lr_decay_epochs=(120.0, 160.0))
+  schedule = optim.schedule_from_config(config, 0.03, 0, 2000, steps_per_epoch=10)
+  got = [float(schedule(s)) for s in (0, 1199, 1200, 1599, 1600, 1999)]
+  np.testing.assert_allclose(got, [0.03, 0.03, 0.003, 0.003, 0.0003, 0.0003], rtol=1e-6)
+  warm = optim.schedule_from_config(config, 0.03, 10, 2000, steps_per_epoch=10)
+  np.testing.assert_allclose([float(warm(s)) for s in (0, 5, 10)], [0.0, 0.015, 0.03],
+                             rtol=1e-6)
+  bad = config_schema.base_config()
+  bad.optimizer.lr_decay_epochs = (10.0,)
+  with pytest.raises(ValueError, match="schedule='steps'"):
+    config_schema.validate(bad)

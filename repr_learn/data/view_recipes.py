@@ -69,6 +69,21 @@ def multicrop_byol(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfi
   return global_views + _local_crops(config, local_like)
 
 
+def npid(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
+  """NPID's one view (lemniscate main.py): crop, grey 0.2, colour jitter
+  (0.4, 0.4, 0.4, 0.4) always applied, horizontal flip; no blur."""
+  return (augment.ViewConfig(size=config.crop_size, min_scale=config.min_scale,
+                             brightness=0.4, contrast=0.4, saturation=0.4, hue=0.4,
+                             jitter_prob=1.0, grayscale_prob=0.2, blur_prob=0.0,
+                             solarize_prob=0.0),)
+
+
+def npid_cifar(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
+  """NPID's CIFAR view (lemniscate cifar.py): as `npid`, without the flip
+  (commented out there)."""
+  return (dataclasses.replace(npid(config)[0], flip_prob=0.0),)
+
+
 def plain(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
   """The whole image, unaugmented, as DEC trains on it."""
   return (augment.ViewConfig(size=config.crop_size, min_scale=1.0, ratio=(1.0, 1.0),
@@ -92,7 +107,7 @@ def crop(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
 
 RECIPES = {"simclr": simclr, "single": single, "byol": byol, "multicrop": multicrop,
            "multicrop_byol": multicrop_byol, "plain": plain, "crop_flip": crop_flip,
-           "crop": crop}
+           "crop": crop, "npid": npid, "npid_cifar": npid_cifar}
 
 
 def build_views(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, ...]:
