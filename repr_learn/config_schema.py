@@ -86,11 +86,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.objective.temperature = 0.5     # objective-specific fields follow the name
 
   c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "lars"         # lars | sgd | adamw
+  c.optimizer.name = "lars"         # lars | sgd | adamw | adam (torch Adam: L2 in the gradient, SCAN)
   c.optimizer.base_lr = 1.0         # before batch-size scaling
   c.optimizer.lr_scaling = "linear" # linear (x batch/256) | sqrt (x sqrt(batch)) | none
   c.optimizer.warmup_epochs = 10.0
-  c.optimizer.schedule = "cosine"   # cosine (to min_lr) | steps (x lr_decay_factor at each of lr_decay_epochs: NPID)
+  c.optimizer.schedule = "cosine"   # cosine (to min_lr) | steps (x lr_decay_factor at each of lr_decay_epochs: NPID) | constant
   c.optimizer.lr_decay_epochs = ()  # steps schedule: epochs where the lr drops
   c.optimizer.lr_decay_factor = 0.1  # steps schedule: the drop
   c.optimizer.weight_decay = 1e-6
@@ -158,7 +158,7 @@ _CHOICES = {
     ("data", "bad_images"): ("error", "skip"),
     ("parallel", "mode"): ("jit", "pmap"),
     ("optimizer", "lars_variant"): ("optax", "solo_learn"),
-    ("optimizer", "schedule"): ("cosine", "steps"),
+    ("optimizer", "schedule"): ("cosine", "steps", "constant"),
     ("model.decoder", "kind"): ("none", "transformer", "linear", "conv", "predictor"),
     ("model.projector", "activation"): ("relu", "gelu"),
     ("model.prototypes", "kind"): ("cosine", "student_t"),
@@ -250,9 +250,9 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
   if decoder.kind in ("transformer", "predictor") and decoder.width % decoder.num_heads:
     raise ValueError(f"config.model.decoder.width={decoder.width} does not split into "
                      f"num_heads={decoder.num_heads} heads; pick a divisor of the width.")
-  if config.optimizer.schedule == "steps" and config.optimizer.min_lr:
-    raise ValueError("config.optimizer.min_lr applies to the cosine schedule only; the steps "
-                     "schedule ends at base lr x lr_decay_factor^len(lr_decay_epochs).")
+  if config.optimizer.schedule != "cosine" and config.optimizer.min_lr:
+    raise ValueError("config.optimizer.min_lr applies to the cosine schedule only; drop it "
+                     f"with schedule={config.optimizer.schedule!r}.")
   if config.optimizer.schedule != "steps" and config.optimizer.lr_decay_epochs:
     raise ValueError("config.optimizer.lr_decay_epochs applies to schedule='steps' only; "
                      "set --config.optimizer.schedule=steps or drop it.")

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-OPTIMIZERS = ("lars", "sgd", "adamw")
+OPTIMIZERS = ("lars", "sgd", "adamw", "adam")
 LR_SCALINGS = ("linear", "sqrt", "none")
 
 
@@ -71,7 +71,7 @@ def warmup_steps_decay(peak: float, warmup_steps: int, boundaries: Iterable[int]
   return schedule
 
 
-SCHEDULES = ("cosine", "steps")
+SCHEDULES = ("cosine", "steps", "constant")
 
 
 def schedule_from_config(config: ml_collections.ConfigDict, peak: float,
@@ -79,9 +79,10 @@ def schedule_from_config(config: ml_collections.ConfigDict, peak: float,
                          steps_per_epoch: int = 1) -> optax.Schedule:
   """The `optimizer` section's schedule: `warmup_cosine` with
   `warmup_start_lr` and `min_lr` (both default to 0, the original schedule),
-  or with `schedule='steps'` `warmup_steps_decay` at `lr_decay_epochs`."""
+  or with `schedule='steps'` `warmup_steps_decay` at `lr_decay_epochs`
+  ('constant': the same without drops: SCAN's `scheduler: constant`)."""
   start_lr = config.get("warmup_start_lr", 0.0) or 0.0
-  if config.get("schedule", "cosine") == "steps":
+  if config.get("schedule", "cosine") in ("steps", "constant"):
     return warmup_steps_decay(peak, warmup_steps,
                               [round(e * steps_per_epoch) for e in config.lr_decay_epochs],
                               config.lr_decay_factor, start_lr=start_lr)
@@ -431,4 +432,11 @@ def _base_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
   if config.name == "adamw":
     return optax.adamw(schedule, b1=config.get("adam_b1", 0.9), b2=config.adam_b2,
                        weight_decay=decay, mask=mask)
+  if config.name == "adam":
+    # torch.optim.Adam's weight_decay: an L2 term added to the gradient before
+    # the moments (SCAN), not AdamW's decoupled decay.
+    return optax.chain(
+        optax.add_decayed_weights(decay, mask=mask),
+        optax.scale_by_adam(b1=config.get("adam_b1", 0.9), b2=config.adam_b2),
+        optax.scale_by_learning_rate(schedule))
   raise ValueError(f"Unknown optimizer.name {config.name!r}; choose one of {OPTIMIZERS}.")

@@ -442,3 +442,16 @@ def test_steps_schedule_drops_at_the_configured_epochs():
   bad.optimizer.lr_decay_epochs = (10.0,)
   with pytest.raises(ValueError, match="schedule='steps'"):
     config_schema.validate(bad)
+
+
+def test_adam_adds_l2_to_the_gradient_before_the_moments():
+  """torch.optim.Adam(weight_decay=wd), SCAN's optimizer, at step 1: the moments
+  see g + wd w, so the first update is -lr * sign(g + wd w) (bias-corrected)."""
+  config = _optimizer_config(name="adam", weight_decay=0.5, decay_all_parameters=True)
+  params = {"w": jnp.array([1.0, -2.0]), "b": jnp.array([4.0])}
+  grads = {"w": jnp.array([-1.0, 0.5]), "b": jnp.array([-1.0])}
+  tx = optim.make_optimizer(config, lambda step: 0.1, total_steps=10)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # g + wd w: w -> (-0.5, -0.5), b -> (1.0).
+  np.testing.assert_allclose(updates["w"], [0.1, 0.1], rtol=1e-5)
+  np.testing.assert_allclose(updates["b"], [-0.1], rtol=1e-5)
