@@ -11,12 +11,13 @@
     | loss             | lambda 0.0051, no loss scale                | main.py --lambd |
     | projector        | 8192-8192-8192, BN+ReLU between, linear output | main.py --projector |
     | views            | BYOL's asymmetric pair (blur 1.0/0.1, solarise 0/0.2) | main.py Transform |
+    | BatchNorm        | synchronised, one pass per view              | main.py BarlowTwins.forward |
 
     Differs: the paper's text gives wd 1.5e-6; main.py's default, used here, is 1e-6.
   cifar10  solo-learn's CIFAR recipe: projector 2048, loss x 0.1, LARS lr 0.3.
   cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
            excluded (scripts/pretrain/cifar/barlow.yaml,
-           solo/utils/lars.py; `common.solo_learn_lars`).
+           solo/utils/lars.py; `common.solo_learn_cifar`).
 """
 
 import ml_collections
@@ -41,5 +42,6 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.num_epochs = 1000.0
     c.optimizer.update(base_lr=0.2, lr_scaling="linear", weight_decay=1e-6,
                        bias_lr_scale=0.0048 / 0.2, min_lr=0.001 * 0.2 * 2048 / 256)
-  common.solo_learn_lars(c, variant=variant)
+    c.model.per_view_batchnorm = True
+  common.solo_learn_cifar(c, variant=variant)
   return c

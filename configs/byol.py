@@ -4,12 +4,15 @@
            LARS lr 0.3 x B/256, wd 1e-6, EMA 0.99 -> 1 (cosine)
            (deepmind-research byol/configs/byol.py: _LR_PRESETS, _WD_PRESETS,
            _EMA_PRESETS; the 1000-epoch run uses 0.2, 1.5e-6, 0.996),
-           projector/predictor 4096/256, asymmetric blur/solarisation
+           projector/predictor 4096/256, asymmetric blur/solarisation, one
+           forward pass (and BatchNorm batch) per view as byol_experiment.py
            (paper: 72.5% after 300 epochs; 74.3% after 1000).
-  cifar10  solo-learn's byol CIFAR recipe: LARS lr 1.0, wd 1e-5, EMA 0.99.
+  cifar10  solo-learn's byol CIFAR recipe (scripts/pretrain/cifar/byol.yaml):
+           LARS lr 1.0, wd 1e-5, EMA 0.99 -> 1, projector and predictor
+           4096/256, asymmetric.yaml views, one pass per view.
   cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
            excluded (scripts/pretrain/cifar/byol.yaml,
-           solo/utils/lars.py; `common.solo_learn_lars`).
+           solo/utils/lars.py; `common.solo_learn_cifar`).
 """
 
 import ml_collections
@@ -33,5 +36,6 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.num_epochs = 300.0
     c.objective.base_momentum = 0.99
     c.optimizer.update(base_lr=0.3, lr_scaling="linear", weight_decay=1e-6)
-  common.solo_learn_lars(c, variant=variant)
+    c.model.per_view_batchnorm = True  # byol_experiment.py: one forward per view
+  common.solo_learn_cifar(c, variant=variant)
   return c

@@ -89,13 +89,17 @@ def set_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.Co
   return c
 
 
-def solo_learn_lars(c: ml_collections.ConfigDict, *, variant: str) -> None:
-  """On `cifar10`: LARS as solo-learn's CIFAR recipes step it (their
-  scripts/pretrain/cifar/<method>.yaml: `eta: 0.02`, `clip_lr: True`,
-  `exclude_bias_n_norm: True`; the update of solo/utils/lars.py, which
-  `optim.solo_learn_lars` reproduces). optax's form with eta 0.001 and no
-  clipping took 20-70x smaller per-layer steps."""
-  if variant == "cifar10":
+def solo_learn_cifar(c: ml_collections.ConfigDict, *, variant: str, lars: bool = True) -> None:
+  """On `cifar10`, what every solo-learn CIFAR recipe shares: one forward pass
+  (and BatchNorm batch) per view (solo/methods/base.py `training_step` calls
+  the network once per crop), and with `lars` its LARS (scripts/pretrain/cifar/
+  <method>.yaml: `eta: 0.02`, `clip_lr: True`, `exclude_bias_n_norm: True`; the
+  update of solo/utils/lars.py, which `optim.solo_learn_lars` reproduces).
+  optax's LARS with eta 0.001 and no clipping took 20-70x smaller steps."""
+  if variant != "cifar10":
+    return
+  c.model.per_view_batchnorm = True
+  if lars:
     c.optimizer.update(name="lars", lars_variant="solo_learn", trust_coefficient=0.02,
                        lars_clip_lr=True)
 

@@ -54,5 +54,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     common.multicrop(c, variant=variant)
     c.num_epochs = 800.0
     common.swav_larc(c)
-  common.solo_learn_lars(c, variant=variant)
+  common.solo_learn_cifar(c, variant=variant)
   return c

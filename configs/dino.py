@@ -33,7 +33,7 @@
                     views.
   cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
            excluded (scripts/pretrain/cifar/dino.yaml,
-           solo/utils/lars.py; `common.solo_learn_lars`).
+           solo/utils/lars.py; `common.solo_learn_cifar`).
 """
 
 import ml_collections
@@ -83,5 +83,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.objective.update(teacher_temperature=0.04, warmup_teacher_temperature_epochs=0.0)
     c.optimizer.update(name="sgd", base_lr=0.03, lr_scaling="linear", weight_decay=1e-4,
                        warmup_epochs=10.0, clip_each_parameter_norm=3.0, min_lr=1e-6)
-  common.solo_learn_lars(c, variant=variant)
+  common.solo_learn_cifar(c, variant=variant)
   return c

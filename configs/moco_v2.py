@@ -25,7 +25,7 @@ Contrastive Learning"). Variants: see configs/common.py.
     | momentum         | 0.99 -> 0.999, cosine                        | mocov2plus.yaml base_tau/final_tau; solo/utils/momentum.py |
     | projector        | Linear(512, 2048) - ReLU - Linear(2048, 256) | solo/methods/mocov2plus.py |
     | views            | jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grey 0.2, blur 0.5, crop (0.08, 1) | augmentations/symmetric_weak.yaml |
-    | BatchNorm        | synchronised, no shuffle                     | mocov2plus.yaml sync_batchnorm |
+    | BatchNorm        | synchronised, no shuffle, one pass per view  | mocov2plus.yaml sync_batchnorm; solo/methods/base.py |
 
     Differs: solo-learn's warm-up starts at 3e-5, ours at 0.
 """
@@ -64,4 +64,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.augment.update(color_strength=0.5, min_scale=0.2, blur_prob=0.5)
     c.optimizer.update(base_lr=0.03, lr_scaling="linear", warmup_epochs=0.0,
                        decay_all_parameters=True)
+  common.solo_learn_cifar(c, variant=variant, lars=False)
   return c

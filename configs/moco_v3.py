@@ -14,6 +14,7 @@ Vision Transformers"). Variants: see configs/common.py.
     | projector        | 3 layers 4096 -> 256, BN+ReLU, last BN without affine | moco/builder.py MoCo_ViT |
     | predictor        | 2 layers 4096, last BN without affine        | moco/builder.py MoCo_ViT |
     | views            | BYOL's pair: crop (0.08, 1), jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grey 0.2, blur 1.0 / 0.1, solarise 0 / 0.2 | main_moco.py augmentation1/2 |
+    | BatchNorm        | in the heads, synchronised, one pass per view | moco/builder.py MoCo.forward |
 
     Differs: the projector/predictor's hidden and output Dense layers have
     biases where BN does not follow (moco-v3 has none anywhere).
@@ -49,10 +50,11 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.model.update(backbone="vit_small", patch_size=16, pooling="cls",
                    pos_embedding="sincos", num_heads=12, freeze_patch_embed=True)
     c.model.predictor.last_bn = True
+    c.model.per_view_batchnorm = True
     c.augment.color_strength = 0.5  # byol recipe: (0.4, 0.4, 0.2, 0.1), not strengthened
     c.num_epochs = 300.0
     c.optimizer.update(name="adamw", base_lr=1.5e-4, lr_scaling="linear",
                        weight_decay=0.1, warmup_epochs=40.0, adam_b2=0.999,
                        decay_all_parameters=True, no_decay_names=("patch_embed",))
-  common.solo_learn_lars(c, variant=variant)
+  common.solo_learn_cifar(c, variant=variant)
   return c

@@ -43,5 +43,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   elif variant == "imagenet":
     c.num_epochs = 1000.0
     c.optimizer.update(base_lr=0.3, lr_scaling="linear", weight_decay=1e-6)
-  common.solo_learn_lars(c, variant=variant)
+  common.solo_learn_cifar(c, variant=variant)
   return c

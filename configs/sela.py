@@ -8,7 +8,7 @@ prototype head, multi-crop on ImageNet). Variants: configs/common.py.
   cifar10  ResNet-18, batch 256, LARS lr 0.6, 128 clusters relabelled every
            5 epochs, two views.
   cifar10 optimizer: solo-learn's LARS as in its deepclusterv2/swav CIFAR recipes
-           (SeLa has none there): eta 0.02 with lr clipping (`common.solo_learn_lars`).
+           (SeLa has none there): eta 0.02 with lr clipping (`common.solo_learn_cifar`).
 """
 
 import ml_collections
@@ -38,5 +38,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     common.multicrop(c, variant=variant)
     c.num_epochs = 400.0
     c.optimizer.update(base_lr=0.3, lr_scaling="linear", weight_decay=1e-6)
-  common.solo_learn_lars(c, variant=variant)
+  common.solo_learn_cifar(c, variant=variant)
   return c

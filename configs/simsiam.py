@@ -12,6 +12,7 @@ Variants: see configs/common.py.
     | projector        | 3 layers 2048, BN on every layer incl. the output | simsiam/builder.py |
     | predictor        | 2048 -> 512 (BN, ReLU) -> 2048               | simsiam/builder.py |
     | views            | crop (0.2, 1), jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grey 0.2, blur 0.5 | main_simsiam.py |
+    | BatchNorm        | synchronised, one pass per view              | simsiam/builder.py forward |
 
     Differs: the cosine steps per iteration (the official one per epoch).
   cifar10  the paper's CIFAR recipe (section 4.2; no official CIFAR code):
@@ -46,4 +47,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     # p 0.8, grey 0.2, blur p 0.5 (facebookresearch/simsiam main_simsiam.py).
     c.augment.update(color_strength=0.5, min_scale=0.2, blur_prob=0.5)
     c.optimizer.update(decay_all_parameters=True, fixed_lr_names=("predictor",))
+    c.model.per_view_batchnorm = True
   return c

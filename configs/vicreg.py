@@ -10,6 +10,7 @@
     | loss             | invariance 25, variance 25, covariance 1     | main_vicreg.py --sim/std/cov-coeff |
     | projector        | 8192-8192-8192, BN+ReLU between, linear output | main_vicreg.py --mlp |
     | views            | BYOL's asymmetric pair (blur 1.0/0.1, solarise 0/0.2) | augmentations.py TrainTransform |
+    | BatchNorm        | synchronised, one pass per view              | main_vicreg.py VICReg.forward |
   cifar10  solo-learn's CIFAR recipe:
 
     | setting          | value                                        | source (vturrisi/solo-learn) |
@@ -43,5 +44,6 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.num_epochs = 1000.0
     c.optimizer.update(base_lr=0.2, lr_scaling="linear", weight_decay=1e-6,
                        min_lr=0.001 * 0.2 * 2048 / 256)
-  common.solo_learn_lars(c, variant=variant)
+    c.model.per_view_batchnorm = True
+  common.solo_learn_cifar(c, variant=variant)
   return c

@@ -46,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.stem = "cifar"            # 'cifar' (3x3 conv, no pool) or 'imagenet'
   c.model.width = 64                # filters of the first stage
   c.model.dtype = "float32"         # activations; 'bfloat16' on GPUs/TPUs
+  c.model.per_view_batchnorm = False  # one forward (and BN batch) per view, as BYOL/SimSiam/Barlow/VICReg/MoCo v3/solo-learn
   c.model.patch_size = 16           # ViT only
   c.model.num_heads = 0             # ViT only: 0 = the size's own (ViT-S 6 as DeiT/DINO; MoCo v3's ViT-S: 12)
   c.model.freeze_patch_embed = False  # ViT only: patch projection kept at init (MoCo v3 --stop-grad-conv1); add 'patch_embed' to optimizer.no_decay_names

@@ -96,7 +96,8 @@ def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
   views = view_recipes.build_views(config.augment)
   objective = cls(config=config.objective, network=network, views=views,
                   total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                  num_examples=num_examples, mesh=mesh)
+                  num_examples=num_examples, mesh=mesh,
+                  per_view_batchnorm=config.model.per_view_batchnorm)
   if config.parallel.mode == "pmap":
     objective.per_device(parallel.DATA_AXIS)  # one-line error now, not at the first step
   return objective

@@ -2,6 +2,7 @@
 1, and stop -> restart restores its extra state (queues, targets, banks,
 prototypes, centre, pseudo-labels, mined neighbours)."""
 
+import dataclasses
 import importlib
 import json
 
@@ -114,6 +115,28 @@ def test_moco_v2_shuffle_bn_encodes_keys_per_device():
   global_out, _ = objective.apply(state.extra["target_params"], state.batch_stats, x,
                                   method=objective.network.project)
   assert not np.allclose(keys, global_out["projection"], atol=1e-3)
+
+
+def test_per_view_batchnorm_normalises_each_view_over_its_own_batch():
+  """model.per_view_batchnorm: one pass per view (BYOL's, SimSiam's, solo-learn's
+  forward), so view 2's outputs equal a pass over view 2 alone, which differs
+  from the shared pass over both views' batch."""
+  config = smoke("byol")
+  config.model.per_view_batchnorm = True
+  mesh, objective, state, _ = step_helpers._setup(config, jax.devices()[:1])
+  assert objective.per_view_batchnorm
+  images = step_helpers._batch(config, mesh)["image"]
+  views = augment.make_views(jax.random.PRNGKey(5), images, objective.views,
+                             augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+  def forward(o, v):
+    return jax.jit(lambda v: o.forward_views(state.params, state.batch_stats, v)[0])(v)
+
+  separate = forward(objective, views)
+  alone = forward(objective, views[1:])[0]
+  shared = forward(dataclasses.replace(objective, per_view_batchnorm=False), views)
+  np.testing.assert_allclose(separate[1]["projection"], alone["projection"], rtol=1e-5,
+                             atol=1e-6)
+  assert not np.allclose(separate[1]["projection"], shared[1]["projection"], atol=1e-3)
 
 
 def test_moco_v2_symmetric_form_uses_two_queues_and_a_cosine_momentum():

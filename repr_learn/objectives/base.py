@@ -58,6 +58,10 @@ class Objective:
       device holds its shard of the batch: every forward pass's outputs are
       then gathered over this axis, so the loss (and everything after it) sees
       the global batch exactly as in the jit mode.
+    per_view_batchnorm: one forward pass per view, so BatchNorm normalises each
+      view over its own batch, as the official BYOL, SimSiam, Barlow Twins,
+      VICReg and MoCo v3 code and every solo-learn recipe do (they call the
+      network once per view); otherwise same-size views share one pass.
   """
   config: ml_collections.ConfigDict
   network: nn.Module
@@ -67,6 +71,7 @@ class Objective:
   num_examples: int = 0
   mesh: Mesh | None = None
   device_axis: str | None = None
+  per_view_batchnorm: bool = False
 
   # Subclasses override these class attributes.
   name: ClassVar[str] = "base"
@@ -208,10 +213,13 @@ class Objective:
     Consecutive views of one size (multi-crop's global views, then its local
     views) share a forward pass, interleaved as [N, V, ...] -> [N*V, ...] so each
     device keeps its own examples' views and BatchNorm statistics cover the
-    group, as in SwAV's and DINO's per-resolution forward.
+    group, as in SwAV's and DINO's per-resolution forward; with
+    `per_view_batchnorm` every view has a pass of its own.
     """
     per_view = []
-    for i, group in enumerate(_groups_of_equal_shape(views)):
+    groups = ([[v] for v in views] if self.per_view_batchnorm
+              else _groups_of_equal_shape(views))
+    for i, group in enumerate(groups):
       n, v = group[0].shape[0], len(group)
       x = jnp.stack(group, axis=1).reshape((n * v,) + group[0].shape[1:])
       group_rng = None if rng is None else jax.random.fold_in(rng, i)
