@@ -6,8 +6,10 @@ and through grain, and the cores a GPU at the issue-13 goals would need.
 ImageNet is read as TFDS stores it: the original JPEGs (typically 500x375 or
 500x333, ~110 KB), decoded on the host (TFDS decodes with OpenCV when it is
 installed, else PIL: `tfds.features.Image.decode_example_np`), then resized
-to the stored 256 px (`resizing.resize_and_center_crop`: shorter side to 256,
-bicubic, centre square) by `sources.TfdsSource`; cropping, flipping and colour
+to the stored 256 px (`resizing.resize_into_canvas`, as `TfdsSource` stores
+ImageNet: shorter side to 256, aspect kept up to 4:3, edge-padded 341-px canvas;
+bicubic; the figures in BENCHMARKS.md from before 2026-11-26 stored the
+central 256-px square instead) by `sources.TfdsSource`; cropping, flipping and colour
 run later, on the device. No ImageNet is needed: the images are generated
 (a smooth random colour field plus grain, JPEG quality 90, which compresses
 and decodes like a photograph of that size) and held in memory, so disk and
@@ -38,10 +40,10 @@ from PIL import Image
 
 import throughput  # puts the repository root on sys.path
 
+from repr_learn.data import catalog
 from repr_learn.data import pipeline
 from repr_learn.data import resizing
 
-STORED_SIZE = 256
 # images/s per GPU the issue sets for one H100 (SimCLR R50, MAE ViT-B/16, DINO ViT-S/16).
 GPU_GOALS = {"simclr_r50": 4000, "mae_vitb16": 6500, "dino_vits16": 3000}
 
@@ -63,8 +65,12 @@ def decode(jpeg: bytes) -> np.ndarray:
   return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
 
 
-def decode_and_resize(jpeg: bytes) -> np.ndarray:
-  return resizing.resize_and_center_crop(decode(jpeg), STORED_SIZE)
+IMAGENET = catalog.get_spec("imagenet2012")
+
+
+def decode_and_resize(jpeg: bytes) -> tuple[np.ndarray, np.ndarray]:
+  """The stored canvas and the image's size in it."""
+  return resizing.resize_into_canvas(decode(jpeg), IMAGENET.image_size, IMAGENET.max_aspect)
 
 
 class JpegSource:
@@ -77,7 +83,8 @@ class JpegSource:
     return len(self._jpegs)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    return {"image": decode_and_resize(self._jpegs[index]), "label": np.int32(0),
+    image, image_hw = decode_and_resize(self._jpegs[index])
+    return {"image": image, "image_hw": image_hw, "label": np.int32(0),
             "index": np.int32(index)}
 
 
@@ -108,7 +115,7 @@ def measure(*, num_images: int, height: int, width: int, repeats: int, workers: 
   rng = np.random.default_rng(0)
   originals = [photo_like(rng, height, width) for _ in range(num_images)]
   jpegs = [encode_jpeg(x) for x in originals]
-  scale = STORED_SIZE / min(height, width)
+  scale = IMAGENET.image_size / min(height, width)
   small = (round(height * scale), round(width * scale))
   pre_resized = [encode_jpeg(np.asarray(Image.fromarray(x).resize(small[::-1], Image.BICUBIC)))
                  for x in originals]
@@ -140,7 +147,7 @@ def summary(r: dict[str, Any]) -> str:
   lines = [
       f"{r['num_images']} generated JPEGs of {w}x{h} ({r['jpeg_kb']['original']:.0f} KB; "
       f"pre-resized {r['pre_resized_image'][1]}x{r['pre_resized_image'][0]}, "
-      f"{r['jpeg_kb']['pre_resized']:.0f} KB) -> {STORED_SIZE}px stored images",
+      f"{r['jpeg_kb']['pre_resized']:.0f} KB) -> {IMAGENET.image_size}px stored images",
       f"One core: decode {s['decode']:.0f} images/s, decode + resize {s['decode_resize']:.0f}, "
       f"pre-resized decode + crop {s['pre_resized_decode_crop']:.0f}",
       "grain (batch {}): ".format(r["grain_batch_size"]) + ", ".join(

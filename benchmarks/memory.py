@@ -34,7 +34,6 @@ if _HERE not in sys.path:
   sys.path.insert(0, _HERE)
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import throughput  # puts the repository root on sys.path
@@ -64,13 +63,7 @@ def measure(config, *, devices: int) -> dict[str, Any]:
   mesh = parallel.make_mesh(jax.local_devices()[:devices if spmd else 1])
   setup = train.build_setup(config, spec, throughput.NOMINAL_EXAMPLES[spec.name], mesh)
   state = setup.abstract_state()
-  images = jax.ShapeDtypeStruct((config.batch_size, spec.image_size, spec.image_size, 3),
-                                jnp.uint8)
-  batch = {"image": images,
-           "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32),
-           "index": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)}
-  if setup.objective.pairs_with_neighbours:
-    batch["neighbour_image"] = images
+  batch = setup.abstract_batch(spec)
   start = time.perf_counter()
   compiled = setup.compiled_train_step(state).lower(state, batch).compile()
   compile_s = time.perf_counter() - start

@@ -112,14 +112,17 @@ def synthetic_batch(config, spec, objective, mesh, seed: int = 0) -> dict[str, j
   """This process's share of a global batch of uint8 noise, on the devices."""
   rng = np.random.default_rng(seed)
   local = parallel.per_process_batch_size(config.batch_size)
-  shape = (local, spec.image_size, spec.image_size, 3)
   first = jax.process_index() * local
-  batch = {"image": rng.integers(0, 256, shape, dtype=np.uint8),
-           "label": (rng.integers(0, spec.num_classes, (local,), dtype=np.int32)
-                     if spec.num_classes else np.full((local,), -1, np.int32)),
-           "index": np.arange(first, first + local, dtype=np.int32)}
-  if objective.pairs_with_neighbours:
-    batch["neighbour_image"] = rng.integers(0, 256, shape, dtype=np.uint8)
+  batch = {}
+  for key, (shape, dtype) in spec.example_shapes(objective.pairs_with_neighbours).items():
+    if key.endswith("image"):
+      batch[key] = rng.integers(0, 256, (local,) + shape, dtype=np.uint8)
+    elif key.endswith("image_hw"):  # a 3:4 or 4:3 image in its canvas
+      batch[key] = np.where(rng.random((local, 1)) < 0.5, [[spec.image_size, spec.canvas_size]],
+                            [[spec.canvas_size, spec.image_size]]).astype(np.int32)
+  batch["label"] = (rng.integers(0, spec.num_classes, (local,), dtype=np.int32)
+                    if spec.num_classes else np.full((local,), -1, np.int32))
+  batch["index"] = np.arange(first, first + local, dtype=np.int32)
   return parallel.global_batch(batch, mesh)
 
 

@@ -6,6 +6,11 @@ Variants: see configs/common.py.
            weights (alpha 2, t 2, both weights 1). The paper reports that this loss
            matches or beats the contrastive loss on STL-10, NYU-Depth-V2 and
            ImageNet-100; it gives no ImageNet-1k figure.
+
+    | setting          | value                                        | source |
+    |------------------|----------------------------------------------|--------|
+    | loss             | align (alpha 2) + uniform (t 2), weights 1 and 1 | the paper, sec. 4 (official repository not re-read) |
+    | everything else  | configs/simclr.py's imagenet and cifar10 recipes | ours (the paper has no ImageNet-1k recipe) |
 """
 
 import ml_collections

@@ -9,6 +9,12 @@ prototype head, multi-crop on ImageNet). Variants: configs/common.py.
            5 epochs, two views.
   cifar10 optimizer: solo-learn's LARS as in its deepclusterv2/swav CIFAR recipes
            (SeLa has none there): eta 0.02 with lr clipping (`common.solo_learn_cifar`).
+
+    | setting          | value                                        | source |
+    |------------------|----------------------------------------------|--------|
+    | imagenet         | SeLa-v2 as the SwAV paper describes it (normalised prototypes, multi-crop, 400 epochs) | SwAV paper, appendix; no SeLa-v2 script in facebookresearch/swav |
+    | label updates    | every 5 epochs (80 in 400), Sinkhorn eps 0.04 (lambda 25) | SeLa paper (official repository not re-read) |
+    | cifar10          | ours: solo-learn's deepclusterv2/swav CIFAR optimizer, 128 clusters | no official CIFAR recipe |
 """
 
 import ml_collections

@@ -47,7 +47,7 @@ def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
     step_rng = jax.random.fold_in(state.rng, state.step)
     aug_rng, loss_rng = jax.random.split(step_rng)
     views = augment.make_views(aug_rng, batch["image"], objective.views, mean, std,
-                               device_axis)
+                               device_axis, batch.get("image_hw"))
     batch = _with_global_labels(batch, device_axis)
 
     frozen = objective.frozen_parts(state.step)

@@ -142,6 +142,12 @@ class Setup:
     keeps dataset-sized state split over the devices."""
     return self.objective.extra_shardings if self.config.parallel.mode == "jit" else None
 
+  def abstract_batch(self, spec: catalog.DatasetSpec) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes and dtypes of a global training batch of `spec` (compile-only tools)."""
+    shapes = spec.example_shapes(self.objective.pairs_with_neighbours)
+    return {k: jax.ShapeDtypeStruct((self.config.batch_size,) + shape, dtype)
+            for k, (shape, dtype) in shapes.items()}
+
   def abstract_state(self) -> train_state_lib.TrainState:
     """Shapes, dtypes and shardings of `initial_state()`, without creating it
     (compile-only tools: memory of a recipe too large for this host)."""

@@ -127,3 +127,26 @@ def test_one_compilation_and_sharded_equals_unsharded():
   for a, b in zip(plain, out):
     np.testing.assert_allclose(a, b, atol=1e-5)
   assert not np.allclose(plain[0], plain[1])
+
+
+def test_crops_stay_inside_the_image_in_its_canvas():
+  """A 20x28 image (ones) in the top-left of a 32x32 canvas whose padding
+  (zeros here; edge pixels as stored) is never read: every random-resized crop
+  samples the image, its border at most half a pixel beyond, and the
+  evaluation view is the central 7/8 square of the shorter side
+  (Resize(256) + CenterCrop(224))."""
+  canvas = np.zeros((8, 32, 32, 3), np.uint8)
+  canvas[:, :20, :28] = 255
+  hw = jnp.asarray(np.tile([[20, 28]], (8, 1)), jnp.int32)
+  for seed in range(4):
+    cfg = augment.ViewConfig(size=16, min_scale=0.08, jitter_prob=0.0, grayscale_prob=0.0,
+                             blur_prob=0.0)
+    view = augment.augment_view(jax.random.PRNGKey(seed), jnp.asarray(canvas), cfg, MEAN, STD,
+                                image_hw=hw)
+    assert float(jnp.median(view)) == 1.0 and float(view[:, 1:-1, 1:-1].min()) > 0.99, seed
+  ramp = np.zeros((1, 32, 32, 3), np.uint8)
+  ramp[0, :16, :24] = np.arange(24, dtype=np.uint8)[None, :, None] * 10
+  center = augment.center_view(jnp.asarray(ramp), 14, MEAN, STD,
+                               jnp.asarray([[16, 24]], jnp.int32))
+  # side = 7/8 * 16 = 14 at offset (1, 5): an exact copy of that box.
+  np.testing.assert_allclose(center[0], ramp[0, 1:15, 5:19] / 255.0, atol=1e-5)

@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 from repr_learn.data import catalog
 from repr_learn.data import image_folder
 from repr_learn.data import pipeline
+from repr_learn.data import resizing
 from repr_learn.data import sources
 
 
@@ -235,3 +236,29 @@ def test_cifar10_through_tfds_mock_data(tmp_path):
                                               process_count=1, seed=0))
   assert batch["image"].shape == (16, 32, 32, 3) and batch["image"].dtype == np.uint8
   assert batch["label"].min() >= 0 and batch["label"].max() < 10
+
+
+def test_imagenet_sized_datasets_are_stored_whole_in_a_canvas(tmp_path):
+  """Shorter side 256, aspect kept up to 4:3 (centre-cropped beyond), top-left
+  of a 341-px zero canvas; the size in the canvas travels as image_hw, through
+  the training and the evaluation batches."""
+  photo = np.random.default_rng(0).integers(0, 256, (375, 500, 3), np.uint8)
+  canvas, hw = resizing.resize_into_canvas(photo, 256, 4 / 3)
+  assert canvas.shape == (341, 341, 3) and tuple(hw) == (256, 341)
+  expected = np.asarray(Image.fromarray(photo).resize((341, 256), Image.BICUBIC))
+  np.testing.assert_array_equal(canvas[:256, :341], expected)
+  np.testing.assert_array_equal(canvas[256:, :341], np.broadcast_to(expected[-1:], (85, 341, 3)))
+  tall, hw = resizing.resize_into_canvas(np.zeros((900, 300), np.uint8), 256, 4 / 3)
+  assert tall.shape == (341, 341, 3) and tuple(hw) == (341, 256)  # 3:1 cropped to 4:3
+  spec = catalog.get_spec("imagenette")
+  (tmp_path / "imagenette" / "full-size-v2").mkdir(parents=True)
+  with tfds.testing.mock_data(num_examples=12):
+    source = sources.open_source(spec, "train", data_config(str(tmp_path)))
+    batch = next(pipeline.make_train_iterator(source, global_batch_size=4, process_index=0,
+                                              process_count=1, seed=0))
+    eval_batch = next(pipeline.iterate_eval_batches(source, batch_size=4, process_index=0,
+                                                    process_count=1))
+  for b in (batch, eval_batch):
+    assert b["image"].shape == (4, spec.canvas_size, spec.canvas_size, 3)
+    assert b["image_hw"].shape == (4, 2) and np.all(b["image_hw"].min(axis=1) == 256)
+  assert set(spec.example_shapes()) == {"image", "image_hw", "label", "index"}

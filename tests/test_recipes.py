@@ -7,7 +7,6 @@ import importlib
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import pytest
 
 from configs import common
@@ -38,13 +37,7 @@ def test_recipe_state_and_step_trace_at_real_shapes(method, variant):
   setup = train.build_setup(config, spec, NUM_TRAIN[spec.name],
                             parallel.make_mesh(jax.devices()[:1]))
   state = setup.abstract_state()
-  images = jax.ShapeDtypeStruct((config.batch_size, spec.image_size, spec.image_size, 3),
-                                jnp.uint8)
-  batch = {"image": images,
-           "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32),
-           "index": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)}
-  if setup.objective.pairs_with_neighbours:
-    batch["neighbour_image"] = images
+  batch = setup.abstract_batch(spec)
   new_state, metrics = jax.eval_shape(setup.compiled_train_step(state), state, batch)
   assert metrics["loss"].shape == ()
   assert jax.tree.structure(new_state) == jax.tree.structure(state)

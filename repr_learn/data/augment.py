@@ -38,9 +38,15 @@ class ViewConfig:
   solarize_prob: float = 0.0
 
 
-def random_resized_crop(rng, image, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-  """Inception-style crop: random area fraction and log-uniform aspect ratio."""
-  h, w = image.shape[0], image.shape[1]
+def random_resized_crop(rng, image, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                        hw=None):
+  """Inception-style crop: random area fraction and log-uniform aspect ratio, of
+  the whole image, or with `hw` (its height and width) of the image in the
+  top-left corner of a padded canvas (`resizing.resize_into_canvas`)."""
+  if hw is None:
+    h, w = image.shape[0], image.shape[1]
+  else:
+    h, w = hw[0].astype(jnp.float32), hw[1].astype(jnp.float32)
   area_rng, ratio_rng, y_rng, x_rng = jax.random.split(rng, 4)
   area = jax.random.uniform(area_rng, (), minval=scale[0], maxval=scale[1]) * h * w
   log_ratio = jax.random.uniform(ratio_rng, (), minval=jnp.log(ratio[0]),
@@ -162,10 +168,10 @@ def _maybe(rng, prob: float, fn, image):
   return jnp.where(jax.random.uniform(rng, ()) < prob, fn(image), image)
 
 
-def _augment_one(rng, image, cfg: ViewConfig):
+def _augment_one(rng, image, cfg: ViewConfig, hw=None):
   keys = jax.random.split(rng, 9)
   image = random_resized_crop(keys[0], image, cfg.size, (cfg.min_scale, cfg.max_scale),
-                              cfg.ratio)
+                              cfg.ratio, hw)
   image = _maybe(keys[1], cfg.flip_prob, lambda x: x[:, ::-1], image)
   image = _maybe(keys[2], cfg.jitter_prob, lambda x: color_jitter(
       keys[3], x, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue), image)
@@ -192,25 +198,44 @@ def example_keys(rng, n: int, device_axis: str | None = None):
 
 
 def augment_view(rng, images_uint8, cfg: ViewConfig, mean, std,
-                 device_axis: str | None = None):
-  """One augmented, normalised view [N, size, size, 3] of a uint8 batch."""
+                 device_axis: str | None = None, image_hw=None):
+  """One augmented, normalised view [N, size, size, 3] of a uint8 batch;
+  `image_hw` [N, 2]: each image's size in its padded canvas (None: the whole
+  array is the image)."""
   images = images_uint8.astype(jnp.float32) / 255.0
   keys = example_keys(rng, images.shape[0], device_axis)
-  views = jax.vmap(lambda k, x: _augment_one(k, x, cfg))(keys, images)
+  if image_hw is None:
+    views = jax.vmap(lambda k, x: _augment_one(k, x, cfg))(keys, images)
+  else:
+    views = jax.vmap(lambda k, x, hw: _augment_one(k, x, cfg, hw))(keys, images, image_hw)
   return normalize(views, mean, std)
 
 
 def make_views(rng, images_uint8, view_cfgs: Sequence[ViewConfig], mean, std,
-               device_axis: str | None = None):
+               device_axis: str | None = None, image_hw=None):
   """One array per view; view i draws from `fold_in(rng, i)`."""
   return tuple(augment_view(jax.random.fold_in(rng, i), images_uint8, cfg, mean, std,
-                            device_axis)
+                            device_axis, image_hw)
                for i, cfg in enumerate(view_cfgs))
 
 
-def center_view(images_uint8, size: int, mean, std):
-  """Evaluation view: the whole image resized (antialiased) to `size`."""
+# Evaluation's centre crop as a fraction of the stored shorter side: the
+# standard Resize(256) + CenterCrop(224) (DINO eval_linear.py, MoCo main_lincls.py).
+CENTER_CROP_FRACTION = 224 / 256
+
+
+def center_view(images_uint8, size: int, mean, std, image_hw=None):
+  """Evaluation view. Square-stored images: the whole image resized
+  (antialiased) to `size`. Canvas-stored ones (`image_hw` given): the central
+  square of `CENTER_CROP_FRACTION` of the shorter side, resized to `size`
+  (exactly Resize(256) + CenterCrop(224) for images stored at 256)."""
   images = images_uint8.astype(jnp.float32) / 255.0
+  if image_hw is not None:
+    def crop(image, hw):
+      h, w = hw[0].astype(jnp.float32), hw[1].astype(jnp.float32)
+      side = CENTER_CROP_FRACTION * jnp.minimum(h, w)
+      return crop_and_resize(image, (h - side) / 2, (w - side) / 2, side, side, size)
+    return normalize(jax.vmap(crop)(images, image_hw), mean, std)
   if images.shape[1:3] != (size, size):
     images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]),
                               method="linear", antialias=True)

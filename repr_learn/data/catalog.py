@@ -19,9 +19,15 @@ class DatasetSpec:
     eval_train_split: labeled split that kNN / linear probes fit on.
     eval_test_split: labeled split they are scored on.
     num_classes: number of classes (0: read from the data, image folders).
-    image_size: square size the host stores/resizes images to; random crops
-      to `augment.crop_size` happen on device.
+    image_size: the size the host stores images at: the side of a central
+      square, or with `max_aspect` > 1 the shorter side of the whole image.
+      Random crops to `augment.crop_size` happen on device.
     needs_manual_dir: TFDS needs files downloaded by hand (ImageNet).
+    max_aspect: > 1: images are stored whole, aspect kept (longer side up to
+      `max_aspect` x `image_size`, centre-cropped beyond), in a square canvas
+      of `canvas_size`, so random-resized crops see the whole image as
+      torchvision's do (MoCo, DINO, ...), and evaluation takes the standard
+      Resize(256) + CenterCrop(224). 1: the central square only.
   """
   name: str
   tfds_name: str
@@ -31,6 +37,32 @@ class DatasetSpec:
   num_classes: int
   image_size: int
   needs_manual_dir: bool = False
+  max_aspect: float = 1.0
+
+  @property
+  def canvas_size(self) -> int:
+    """Side of the stored image arrays."""
+    return canvas_side(self.image_size, self.max_aspect)
+
+
+  def example_shapes(self, pairs_with_neighbours: bool = False) -> dict[str, tuple]:
+    """{key: (shape, dtype)} of one example as the sources give it (and, with
+    `pairs_with_neighbours`, as SCAN's pairing adds to it)."""
+    side = self.canvas_size
+    shapes = {"image": ((side, side, 3), "uint8"), "label": ((), "int32"),
+              "index": ((), "int32")}
+    if self.max_aspect > 1.0:
+      shapes["image_hw"] = ((2,), "int32")
+    if pairs_with_neighbours:
+      shapes.update({f"neighbour_{k}": v for k, v in shapes.items()
+                     if k in ("image", "image_hw")})
+    return shapes
+
+
+def canvas_side(shorter: int, max_aspect: float) -> int:
+  """Side of the square that holds an image of shorter side `shorter` and
+  aspect up to `max_aspect` (`resizing.resize_into_canvas`)."""
+  return int(round(shorter * max_aspect))
 
 
 _SPECS = (
@@ -38,9 +70,10 @@ _SPECS = (
     DatasetSpec("cifar10", "cifar10", "train", "train", "test", 10, 32),
     DatasetSpec("cifar100", "cifar100", "train", "train", "test", 100, 32),
     DatasetSpec("stl10", "stl10", "unlabelled", "train", "test", 10, 96),
-    DatasetSpec("imagenette", "imagenette/full-size-v2", "train", "train", "validation", 10, 256),
+    DatasetSpec("imagenette", "imagenette/full-size-v2", "train", "train", "validation", 10, 256,
+                max_aspect=4 / 3),
     DatasetSpec("imagenet2012", "imagenet2012", "train", "train", "validation", 1000, 256,
-                needs_manual_dir=True),
+                needs_manual_dir=True, max_aspect=4 / 3),
     DatasetSpec("image_folder", "", "train", "train", "test", 0, 96),
 )
 CATALOG = {spec.name: spec for spec in _SPECS}

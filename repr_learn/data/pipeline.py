@@ -78,7 +78,10 @@ class _NeighbourPairs:
   def __call__(self, example, rng: np.random.Generator):
     candidates = self._neighbours[int(example["index"])]
     neighbour = self._source[int(candidates[rng.integers(len(candidates))])]
-    return {**example, "neighbour_image": neighbour["image"]}
+    pair = {**example, "neighbour_image": neighbour["image"]}
+    if "image_hw" in neighbour:
+      pair["neighbour_image_hw"] = neighbour["image_hw"]
+    return pair
 
 
 def iterator_state(iterator) -> dict[str, Any]:
@@ -107,7 +110,9 @@ def iterate_eval_batches(source, *, batch_size: int, process_index: int,
     else:
       template = source[0]
     batch = {}
-    for key in ("image", "label", "index"):
+    for key in ("image", "label", "index", "image_hw"):
+      if key not in template:
+        continue
       stacked = np.zeros((batch_size,) + np.shape(template[key]),
                          np.asarray(template[key]).dtype)
       if examples:

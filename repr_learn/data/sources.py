@@ -1,4 +1,6 @@
-"""Random-access sources of examples {image uint8[S,S,3], label, index}.
+"""Random-access sources of examples {image uint8[S,S,3], label, index}; datasets
+stored whole (`DatasetSpec.max_aspect` > 1) add image_hw int32[2], the image's
+size in its padded canvas.
 
 TFDS datasets are read through `tfds.data_source` from `array_record` files,
 which gives grain random access (deterministic shuffling, tiny iterator state).
@@ -22,19 +24,24 @@ class DatasetNotPreparedError(FileNotFoundError):
 class TfdsSource:
   """Adapts a TFDS data source to our example format, resizing on access."""
 
-  def __init__(self, source, image_size: int):
+  def __init__(self, source, image_size: int, max_aspect: float = 1.0):
     self._source = source
     self._image_size = image_size
+    self._max_aspect = max_aspect
 
   def __len__(self) -> int:
     return len(self._source)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     example = self._source[index]
-    return {"image": resizing.resize_and_center_crop(np.asarray(example["image"]),
-                                                     self._image_size),
-            "label": np.int32(example.get("label", -1)),
-            "index": np.int32(index)}
+    out = {"label": np.int32(example.get("label", -1)), "index": np.int32(index)}
+    image = np.asarray(example["image"])
+    if self._max_aspect > 1.0:
+      out["image"], out["image_hw"] = resizing.resize_into_canvas(
+          image, self._image_size, self._max_aspect)
+    else:
+      out["image"] = resizing.resize_and_center_crop(image, self._image_size)
+    return out
 
 
 def _prepare_command(spec: catalog.DatasetSpec, data_dir: str | None) -> str:
@@ -68,4 +75,4 @@ def open_source(spec: catalog.DatasetSpec, split: str, data_config) -> TfdsSourc
     raise DatasetNotPreparedError(
         f"{spec.name} in {builder_dir} cannot be read as array_record ({e}); run "
         f"`{_prepare_command(spec, data_dir)}`.") from None
-  return TfdsSource(source, spec.image_size)
+  return TfdsSource(source, spec.image_size, spec.max_aspect)

@@ -22,9 +22,9 @@ class FeatureExtractor:
     self._mesh = mesh
     self._batch_size = batch_size
 
-    def forward(params, batch_stats, extra, images):
+    def forward(params, batch_stats, extra, images, image_hw):
       x = augment.center_view(images, image_size, augment.IMAGENET_MEAN,
-                              augment.IMAGENET_STD)
+                              augment.IMAGENET_STD, image_hw)
       return outputs(params, batch_stats, extra, x)
 
     # Inputs keep the shardings they arrive with: the state as the trainer
@@ -39,7 +39,8 @@ class FeatureExtractor:
         source, batch_size=parallel.per_process_batch_size(self._batch_size),
         process_index=jax.process_index(), process_count=jax.process_count()):
       batch = parallel.global_batch(local, self._mesh)
-      out = self._forward(state.params, state.batch_stats, state.extra, batch["image"])
+      out = self._forward(state.params, state.batch_stats, state.extra, batch["image"],
+                          batch.get("image_hw"))
       out, y, i, m = parallel.fetch((out, batch["label"], batch["index"], batch["mask"]))
       m = np.asarray(m)
       for k, v in out.items():

@@ -41,8 +41,9 @@ class ReconstructionProtocol(protocols.Protocol):
                        "config.eval.protocols.")
     size = context.image_size
 
-    def reconstruct(params, batch_stats, images_uint8):
-      x = augment.center_view(images_uint8, size, augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+    def reconstruct(params, batch_stats, images_uint8, image_hw):
+      x = augment.center_view(images_uint8, size, augment.IMAGENET_MEAN, augment.IMAGENET_STD,
+                              image_hw)
       out = objective.reconstruct(params, batch_stats, x, jax.random.PRNGKey(0))
       return x, out["masked"], out["reconstruction"], out["hidden"]
 
@@ -51,9 +52,11 @@ class ReconstructionProtocol(protocols.Protocol):
   def evaluate(self, state, step: int) -> dict[str, Any]:
     source = self.context.source(self.context.splits[1])
     count = min(NUM_IMAGES, len(source))
-    images = np.stack([source[i]["image"] for i in range(count)])
+    examples = [source[i] for i in range(count)]
+    images = np.stack([e["image"] for e in examples])
+    image_hw = np.stack([e["image_hw"] for e in examples]) if "image_hw" in examples[0] else None
     x, masked, recon, hidden = jax.device_get(
-        self._reconstruct(state.params, state.batch_stats, images))
+        self._reconstruct(state.params, state.batch_stats, images, image_hw))
     error = np.square(recon - x).mean(axis=-1)
     result = {"step": int(step), "num_images": count,
               "masked_mse": float((error * hidden).sum() / max(hidden.sum(), 1)),

@@ -53,7 +53,7 @@ class SCAN(base.Objective):
     del extra
     neighbour_view = augment.make_views(rng, batch["neighbour_image"], self.views[:1],
                                         augment.IMAGENET_MEAN, augment.IMAGENET_STD,
-                                        self.device_axis)[0]
+                                        self.device_axis, batch.get("neighbour_image_hw"))[0]
     # One forward over anchor, neighbour and strong views; both phases' losses
     # come from it and the step picks one. (A lax.cond over two forward passes
     # ran over 100x slower per step on CPU: no step in 10 minutes on digits.)
