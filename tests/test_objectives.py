@@ -317,9 +317,10 @@ def test_deepcluster_v2_heads_average_their_cross_entropies_over_both_views_bank
   batch = {"index": jnp.arange(images.shape[0]) % n}
   views = augment.make_views(jax.random.PRNGKey(5), images, objective.views,
                              augment.IMAGENET_MEAN, augment.IMAGENET_STD)
-  loss, out = objective.loss(state.params, state.batch_stats, extra, views, batch,
-                             jax.random.PRNGKey(0), state.step)
-  outs, _ = objective.forward_views(state.params, state.batch_stats, views)
+  loss, out, outs = jax.jit(lambda extra: (
+      *objective.loss(state.params, state.batch_stats, extra, views, batch,
+                      jax.random.PRNGKey(0), state.step),
+      objective.forward_views(state.params, state.batch_stats, views)[0]))(extra)
   labels = np.asarray(extra["labels"])[np.asarray(batch["index"])]
   expected = []
   for o in outs:
@@ -330,12 +331,12 @@ def test_deepcluster_v2_heads_average_their_cross_entropies_over_both_views_bank
       expected.append(-logp[np.arange(len(z)), labels[:, h]].mean())
   np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-5)
   np.testing.assert_allclose(out.aux["embeddings"][:, 1], outs[1]["projection"], rtol=1e-6)
-  relabelled = objective.relabel(extra, state.params, jnp.int32(0))
+  relabelled = jax.jit(lambda e: objective.relabel(e, state.params, jnp.int32(0)))(extra)
   rng = jax.random.fold_in(extra["rng"], 0)
+  kmeans = jax.jit(lambda bank, key: clustering_losses.spherical_kmeans(
+      bank, key, config.objective.num_clusters, config.objective.kmeans_iters, num_valid=n)[1])
   for h in range(3):
-    _, want = clustering_losses.spherical_kmeans(
-        extra["bank"][:, h % 2], jax.random.fold_in(rng, h), config.objective.num_clusters,
-        config.objective.kmeans_iters, num_valid=n)
+    want = kmeans(extra["bank"][:, h % 2], jax.random.fold_in(rng, h))
     np.testing.assert_array_equal(relabelled["labels"][:, h], want)
   assert not np.array_equal(relabelled["labels"][:, 0], relabelled["labels"][:, 1])
 
