@@ -14,10 +14,15 @@
     | BatchNorm        | synchronised, one pass per view              | main.py BarlowTwins.forward |
 
     Differs: the paper's text gives wd 1.5e-6; main.py's default, used here, is 1e-6.
-  cifar10  solo-learn's CIFAR recipe: projector 2048, loss x 0.1, LARS lr 0.3.
-  cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
-           excluded (scripts/pretrain/cifar/barlow.yaml,
-           solo/utils/lars.py; `common.solo_learn_cifar`).
+  cifar10  solo-learn's CIFAR recipe:
+
+    | setting          | value                                        | source (vturrisi/solo-learn) |
+    |------------------|----------------------------------------------|------------------------------|
+    | backbone / batch | ResNet-18 (CIFAR stem) / 256, 1000 epochs    | scripts/pretrain/cifar/barlow.yaml |
+    | optimizer        | LARS lr 0.3 x B/256, wd 1e-4, eta 0.02, clip_lr, biases and norms excluded | barlow.yaml, solo/utils/lars.py |
+    | loss             | lambda 0.0051, x 0.1 (scale_loss)            | barlow.yaml; solo/methods/barlow_twins.py (lamb default) |
+    | projector        | 2048-2048-2048                               | barlow.yaml |
+    | views            | asymmetric.yaml (no blur, solarise 0 / 0.2), one pass per view | augmentations/asymmetric.yaml; solo/methods/base.py |
 """
 
 import ml_collections

@@ -7,12 +7,15 @@
            projector/predictor 4096/256, asymmetric blur/solarisation, one
            forward pass (and BatchNorm batch) per view as byol_experiment.py
            (paper: 72.5% after 300 epochs; 74.3% after 1000).
-  cifar10  solo-learn's byol CIFAR recipe (scripts/pretrain/cifar/byol.yaml):
-           LARS lr 1.0, wd 1e-5, EMA 0.99 -> 1, projector and predictor
-           4096/256, asymmetric.yaml views, one pass per view.
-  cifar10 optimizer: solo-learn's LARS, eta 0.02 with lr clipping, biases and norms
-           excluded (scripts/pretrain/cifar/byol.yaml,
-           solo/utils/lars.py; `common.solo_learn_cifar`).
+  cifar10  solo-learn's byol CIFAR recipe:
+
+    | setting          | value                                        | source (vturrisi/solo-learn) |
+    |------------------|----------------------------------------------|------------------------------|
+    | backbone / batch | ResNet-18 (CIFAR stem) / 256, 1000 epochs    | scripts/pretrain/cifar/byol.yaml |
+    | optimizer        | LARS lr 1.0 x B/256, wd 1e-5, eta 0.02, clip_lr, biases and norms excluded | byol.yaml, solo/utils/lars.py |
+    | EMA              | 0.99 -> 1.0, cosine                          | byol.yaml base_tau/final_tau |
+    | heads            | projector 4096 -> 256 (BN, ReLU), predictor 4096 -> 256 | byol.yaml, solo/methods/byol.py |
+    | views            | asymmetric.yaml (no blur, solarise 0 / 0.2), one pass per view | augmentations/asymmetric.yaml; solo/methods/base.py |
 """
 
 import ml_collections

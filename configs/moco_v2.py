@@ -14,6 +14,8 @@ Contrastive Learning"). Variants: see configs/common.py.
     | views (`--aug-plus`) | crop (0.2, 1), jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grey 0.2, blur 0.5 | main_moco.py |
 
     Differs: the cosine steps per iteration (the official one per epoch).
+    Shuffle-BN needs several devices: on one, the keys' BN batch is the whole
+    batch, as the queries' (the official run shuffles over 8 GPUs).
   cifar10  solo-learn's MoCo v2+ CIFAR recipe:
 
     | setting          | value                                        | source (vturrisi/solo-learn) |
