@@ -257,8 +257,7 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
   if config.optimizer.schedule != "steps" and config.optimizer.lr_decay_epochs:
     raise ValueError("config.optimizer.lr_decay_epochs applies to schedule='steps' only; "
                      "set --config.optimizer.schedule=steps or drop it.")
-  if config.model.prototypes.learned_norm and config.model.prototypes.kind != "cosine":
-    raise ValueError("config.model.prototypes.learned_norm applies to kind='cosine' only.")
+  _check_options_apply(config)
   if (config.model.freeze_patch_embed and config.optimizer.weight_decay > 0
       and "patch_embed" not in optim.name_set(config.optimizer.no_decay_names)):
     raise ValueError("config.model.freeze_patch_embed keeps the patch projection at init, but "
@@ -267,6 +266,30 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
   if config.parallel.mode == "jit" and config.parallel.sync_batchnorm is False:
     raise ValueError("BatchNorm statistics are always global in parallel.mode=jit; for "
                      "per-device BatchNorm set --config.parallel.mode=pmap.")
+
+
+def _check_options_apply(config: ml_collections.ConfigDict) -> None:
+  """Options that only some settings read: one set away from its default where
+  nothing reads it is refused, not ignored."""
+  defaults = base_config()
+  model, opt, aug = config.model, config.optimizer, config.augment
+  vit = model.backbone.startswith("vit")
+  checks = (
+      ("model.num_heads", vit, "a ViT backbone"),
+      ("model.freeze_patch_embed", vit, "a ViT backbone"),
+      ("model.prototypes.learned_norm",
+       model.prototypes.num_prototypes > 0 and model.prototypes.kind == "cosine",
+       "cosine prototypes (model.prototypes.num_prototypes > 0, kind='cosine')"),
+      ("model.predictor.last_bn", model.predictor.num_layers > 0,
+       "a predictor (model.predictor.num_layers > 0)"),
+      ("optimizer.lr_decay_factor", opt.schedule == "steps", "optimizer.schedule='steps'"),
+      ("augment.solarize_probs", aug.recipe in ("byol", "multicrop_byol"),
+       "augment.recipe 'byol' or 'multicrop_byol'"),
+  )
+  for key, applies, needs in checks:
+    if not applies and _get(config, key) != _get(defaults, key):
+      raise ValueError(f"config.{key}={_get(config, key)!r} takes effect only with {needs}; "
+                       "drop it or set that.")
 
 
 def with_objective(config: ml_collections.ConfigDict, name: str,

@@ -26,3 +26,20 @@ def test_a_decoder_width_that_does_not_split_into_its_heads_is_refused():
   config.model.decoder.num_heads = 3
   with pytest.raises(ValueError, match="does not split into num_heads=3"):
     config_schema.validate(config)
+
+
+@pytest.mark.parametrize("key,value", [("model.num_heads", 12),
+                                       ("model.prototypes.learned_norm", True),
+                                       ("optimizer.lr_decay_factor", 0.5),
+                                       ("augment.solarize_probs", (0.1, 0.1))])
+def test_an_option_nothing_reads_is_refused(key, value):
+  """SimCLR's ResNet config: a ViT head count, a prototype norm, a step-decay
+  factor or BYOL-pair solarisation would be silently ignored."""
+  config = importlib.import_module("configs.simclr").get_config("smoke")
+  section, leaf = key.rsplit(".", 1)
+  node = config
+  for part in section.split("."):
+    node = node[part]
+  node[leaf] = value
+  with pytest.raises(ValueError, match="takes effect only with"):
+    config_schema.validate(config)
