@@ -258,7 +258,8 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
     raise ValueError("config.optimizer.lr_decay_epochs applies to schedule='steps' only; "
                      "set --config.optimizer.schedule=steps or drop it.")
   _check_options_apply(config)
-  if (config.model.freeze_patch_embed and config.optimizer.weight_decay > 0
+  decays = config.optimizer.weight_decay > 0 or (config.optimizer.weight_decay_end or 0) > 0
+  if (config.model.freeze_patch_embed and decays
       and "patch_embed" not in optim.name_set(config.optimizer.no_decay_names)):
     raise ValueError("config.model.freeze_patch_embed keeps the patch projection at init, but "
                      "weight decay would still shrink it; add 'patch_embed' to "

@@ -23,6 +23,7 @@ import ml_collections
 
 from repr_learn import checkpointing
 from repr_learn import config_schema
+from repr_learn import objectives
 from repr_learn import parallel
 from repr_learn import train
 from repr_learn import train_state as train_state_lib
@@ -115,7 +116,11 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   config = config_schema.base_config()
   try:
     config.update({k: v for k, v in saved.items() if k != "objective"})
-    config.objective = ml_collections.ConfigDict(saved.get("objective", {}))
+    objective = saved.get("objective", {})
+    # Fields an objective gained after the run was trained take their defaults.
+    name = objective.get("name")
+    defaults = objectives.get_objective_class(name).defaults if name else {}
+    config.objective = ml_collections.ConfigDict({**defaults, **objective})
   except (AttributeError, TypeError, ValueError) as e:
     raise RunError(f"{path} does not fit this version's config schema ({e}); evaluate "
                    "it with the repr_learn version that trained it.") from None

@@ -99,10 +99,11 @@ def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
 
 
 def _with_global_labels(batch: Batch, device_axis: str | None) -> Batch:
-  """In the per-device step, every entry but the images (labels, example
-  indices) gathered over the devices; the images reach the loss only through
-  the network, whose outputs are gathered instead."""
+  """In the per-device step, every entry but the images and their sizes in the
+  canvas (labels, example indices) gathered over the devices; the images reach
+  the loss only through the network, whose outputs are gathered instead."""
   if device_axis is None:
     return batch
-  return {k: v if k.endswith("image") else jax.lax.all_gather(v, device_axis, tiled=True)
+  return {k: v if k.endswith(("image", "image_hw"))
+          else jax.lax.all_gather(v, device_axis, tiled=True)
           for k, v in batch.items()}

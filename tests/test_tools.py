@@ -177,3 +177,13 @@ def test_report_reads_every_figure(tmp_path):
   line = report.report([str(run)]).splitlines()[2]
   assert line == (f"| {run} | mae | vit_small/16 | cifar10 | 20 | 91.0 (30.0) | 92.5 | "
                   "61.3 (22.0) | 120.4 (300.0) | 70.0 | 97.0 |")
+
+
+def test_a_run_saved_before_an_objective_gained_fields_reads_with_their_defaults(tmp_path):
+  """MoCo v2 runs saved before `symmetric`/`momentum_schedule` existed."""
+  config = importlib.import_module("configs.moco_v2").get_config("smoke").to_dict()
+  for key in ("symmetric", "momentum_schedule", "final_momentum"):
+    del config["objective"][key]
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  objective = finished_run.read_config(str(tmp_path)).objective
+  assert (objective.symmetric, objective.momentum_schedule) == (False, "constant")

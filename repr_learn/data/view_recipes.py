@@ -65,7 +65,8 @@ def multicrop_byol(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfi
   """DINO's multi-crop: BYOL's asymmetric global pair, local views with blur
   probability 0.5 and no solarisation (Caron et al. 2021, appendix)."""
   global_views = byol(config)
-  local_like = dataclasses.replace(global_views[0], blur_prob=0.5 if config.blur_prob > 0 else 0.0)
+  local_like = dataclasses.replace(global_views[0], blur_prob=0.5 if config.blur_prob > 0 else 0.0,
+                                   solarize_prob=0.0)
   return global_views + _local_crops(config, local_like)
 
 
