@@ -23,7 +23,7 @@ def _float_image(seed=0, size=16):
   return jnp.asarray(np.random.default_rng(seed).uniform(size=(size, size, 3)), jnp.float32)
 
 
-@pytest.mark.parametrize("size", [16, 24, 32])
+@pytest.mark.parametrize("size", [16, 24])
 def test_view_shape_dtype_and_determinism(size):
   cfg = augment.ViewConfig(size=size)
   images = _images()

@@ -130,7 +130,8 @@ def test_mim_step_compiles_once_and_lowers_the_loss(method):
 
 
 def test_ijepa_context_and_targets_never_overlap():
-  masks = masking.multi_block_mask(jax.random.PRNGKey(0), 8, 14, num_context_tokens=64)
+  masks = jax.jit(lambda key: masking.multi_block_mask(key, 8, 14, num_context_tokens=64))(
+      jax.random.PRNGKey(0))
   for i in range(8):
     context = set(np.asarray(masks.context_ids[i])[np.asarray(masks.context_valid[i])])
     targets = set(np.asarray(masks.target_ids[i])[np.asarray(masks.target_valid[i])].ravel())

@@ -32,6 +32,19 @@ METHODS = sorted(objectives.REGISTRY)
 # (BYOL/MoCo v3's EMA target, NNCLR's support set and NPID's bank use the same
 # code paths and train once each below.)
 WITH_EXTRA_STATE = ("moco_v2", "swav", "dino", "deepcluster_v2", "scan", "ijepa")
+# Two-view methods whose trainer path is SimCLR's (tests/test_training_runs.py
+# runs it end to end): their losses run in test_eight_devices_match_one_device,
+# their EMA targets resume in the WITH_EXTRA_STATE tests, and their full steps
+# trace at the recipes' shapes in tests/test_recipes.py.
+SIMCLR_PATH = ("simclr", "byol", "simsiam", "barlow_twins", "vicreg", "nnclr", "moco_v3",
+               "align_uniform")
+# Masked modeling runs end to end through MAE here (reconstructions included);
+# these train six steps, compiling once, in tests/test_masked_modeling.py.
+MIM_STEP_TESTED = ("simmim", "maskfeat", "data2vec2")
+# SeLa's relabelling steps run on 1 and 8 devices in the dataset-sized state
+# test, its bank and labels resume as DeepCluster-v2's (one base class), and
+# DEC runs the clustering-head evaluation end to end.
+DATASET_LABELS_TESTED = ("sela",)
 ON_PRETRAINED = tuple(m for m in METHODS
                       if objectives.REGISTRY[m].needs_pretrained_encoder)
 
@@ -175,20 +188,12 @@ def test_moco_v2_symmetric_form_uses_two_queues_and_a_cosine_momentum():
   np.testing.assert_allclose(objective.momentum(objective.total_steps), 0.999, rtol=1e-7)
 
 
-# Two-view methods whose trainer path is SimCLR's (tests/test_training_runs.py
-# runs it end to end): their losses run in test_eight_devices_match_one_device,
-# their EMA targets resume in the WITH_EXTRA_STATE tests, and their full steps
-# trace at the recipes' shapes in tests/test_recipes.py.
-SIMCLR_PATH = ("simclr", "byol", "simsiam", "barlow_twins", "vicreg", "nnclr", "moco_v3",
-               "align_uniform")
-# Masked modeling runs end to end through MAE here (reconstructions included);
-# these train six steps, compiling once, in tests/test_masked_modeling.py.
-MIM_STEP_TESTED = ("simmim", "maskfeat", "data2vec2")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", [m for m in METHODS if m not in WITH_EXTRA_STATE
-                                    and m not in SIMCLR_PATH + MIM_STEP_TESTED])
+                                    and m not in SIMCLR_PATH + MIM_STEP_TESTED
+                                    + DATASET_LABELS_TESTED])
 def test_trains_from_smoke_config(method, tmp_path, tfds_dir, request):
   config = _run_config(method, tfds_dir, request)
   has_head = config.model.prototypes.num_prototypes > 0 or method == "deepcluster_v2"
