@@ -6,7 +6,8 @@
 The step is the trainer's own: `train.build_setup` builds the objective,
 optimizer, schedule and online probe, and the step is jitted with the
 trainer's shardings and state donation. By default no dataset is opened: the
-batch is uint8 noise at the catalog's stored image size (`spec.image_size`),
+batch is uint8 noise shaped as the catalog stores the dataset
+(`DatasetSpec.example_shapes`: ImageNet's 341-px canvas with `image_hw`),
 put on the devices once, so the figures are the step alone. `--end_to_end`
 then times the same compiled step fed by the real input pipeline (the
 config's dataset, prepared as for training), so the input's cost shows as the
