@@ -16,8 +16,8 @@ Vision Transformers"). Variants: see configs/common.py.
     | views            | BYOL's pair: crop (0.08, 1), jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grey 0.2, blur 1.0 / 0.1, solarise 0 / 0.2 | main_moco.py augmentation1/2 |
     | BatchNorm        | in the heads, synchronised, one pass per view | moco/builder.py MoCo.forward |
 
-    Differs: the projector/predictor's hidden and output Dense layers have
-    biases where BN does not follow (moco-v3 has none anywhere).
+    Dense layers before a BatchNorm have no bias, as moco-v3's bias=False
+    layers (every layer of the ViT heads is followed by one).
   cifar10  solo-learn's mocov3 CIFAR recipe:
 
     | setting          | value                                        | source (vturrisi/solo-learn) |
