@@ -6,10 +6,10 @@ and through grain, and the cores a GPU at the issue-13 goals would need.
 ImageNet is read as TFDS stores it: the original JPEGs (typically 500x375 or
 500x333, ~110 KB), decoded on the host (TFDS decodes with OpenCV when it is
 installed, else PIL: `tfds.features.Image.decode_example_np`), then resized
-to the stored 256 px (`resizing.resize_into_canvas`, as `TfdsSource` stores
-ImageNet: shorter side to 256, aspect kept up to 4:3, edge-padded 341-px canvas;
-bicubic; the figures in BENCHMARKS.md from before 2026-11-26 stored the
-central 256-px square instead) by `sources.TfdsSource`; cropping, flipping and colour
+to the stored 256 px by `sources.TfdsSource` (`resizing.resize_into_canvas`:
+shorter side to 256, bicubic, aspect kept up to 4:3, edge-padded 341-px canvas;
+the figures in BENCHMARKS.md from before 2026-11-26 stored the central 256-px
+square instead); cropping, flipping and colour
 run later, on the device. No ImageNet is needed: the images are generated
 (a smooth random colour field plus grain, JPEG quality 90, which compresses
 and decodes like a photograph of that size) and held in memory, so disk and

@@ -44,7 +44,6 @@ class DatasetSpec:
     """Side of the stored image arrays."""
     return canvas_side(self.image_size, self.max_aspect)
 
-
   def example_shapes(self, pairs_with_neighbours: bool = False) -> dict[str, tuple]:
     """{key: (shape, dtype)} of one example as the sources give it (and, with
     `pairs_with_neighbours`, as SCAN's pairing adds to it)."""

@@ -14,17 +14,21 @@ def _rgb(image: np.ndarray) -> np.ndarray:
   return image
 
 
+def _shorter_side_to(image: np.ndarray, shorter: int) -> np.ndarray:
+  """uint8 RGB `image` resized (bicubic) so its shorter side is `shorter`."""
+  image = np.asarray(_rgb(image), np.uint8)
+  h, w = image.shape[:2]
+  scale = shorter / min(h, w)
+  new_h, new_w = max(shorter, round(h * scale)), max(shorter, round(w * scale))
+  if (new_h, new_w) == (h, w):
+    return image
+  return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BICUBIC))
+
+
 def resize_and_center_crop(image: np.ndarray, size: int) -> np.ndarray:
   """Shorter side to `size`, then the central square; grayscale becomes RGB."""
-  image = _rgb(image)
-  h, w = image.shape[:2]
-  if (h, w) == (size, size):
-    return np.asarray(image, np.uint8)
-  scale = size / min(h, w)
-  new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-  resized = np.asarray(Image.fromarray(np.asarray(image, np.uint8)).resize(
-      (new_w, new_h), Image.BICUBIC))
-  top, left = (new_h - size) // 2, (new_w - size) // 2
+  resized = _shorter_side_to(image, size)
+  top, left = (resized.shape[0] - size) // 2, (resized.shape[1] - size) // 2
   return resized[top:top + size, left:left + size]
 
 
@@ -37,16 +41,10 @@ def resize_into_canvas(image: np.ndarray, shorter: int,
   values, as on the original file, not black); returns the canvas and the
   image's (height, width) in it. Random-resized crops then sample the whole
   image, as torchvision's do on the original file, at a static shape."""
-  image = _rgb(image)
-  h, w = image.shape[:2]
   side = catalog.canvas_side(shorter, max_aspect)
-  scale = shorter / min(h, w)
-  new_h, new_w = max(shorter, round(h * scale)), max(shorter, round(w * scale))
-  if (new_h, new_w) != (h, w):
-    image = np.asarray(Image.fromarray(np.asarray(image, np.uint8)).resize(
-        (new_w, new_h), Image.BICUBIC))
-  top, left = max(0, (new_h - side) // 2), max(0, (new_w - side) // 2)
+  image = _shorter_side_to(image, shorter)
+  top, left = max(0, (image.shape[0] - side) // 2), max(0, (image.shape[1] - side) // 2)
   image = image[top:top + side, left:left + side]
-  canvas = np.pad(np.asarray(image, np.uint8),
-                  ((0, side - image.shape[0]), (0, side - image.shape[1]), (0, 0)), mode="edge")
+  canvas = np.pad(image, ((0, side - image.shape[0]), (0, side - image.shape[1]), (0, 0)),
+                  mode="edge")
   return canvas, np.array(image.shape[:2], np.int32)
