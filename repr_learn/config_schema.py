@@ -7,6 +7,7 @@ fails with one line naming the nearest valid key.
 """
 
 import difflib
+import json
 from typing import Any
 
 import ml_collections
@@ -40,18 +41,24 @@ def base_config() -> ml_collections.ConfigDict:
   c.augment.local_crop_size = 96    # their output size
   c.augment.local_min_scale = 0.05  # their crop area fraction range
   c.augment.local_max_scale = 0.14
+  c.augment.crop_sampler = "torchvision"  # random-resized crop boxes: torchvision's 10 tries + centre fallback | clip (runs made before)
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "resnet18"     # resnet_tiny|resnet18|34|50|101, vit_test|tiny|small|base|large
   c.model.stem = "cifar"            # 'cifar' (3x3 conv, no pool) or 'imagenet'
   c.model.width = 64                # filters of the first stage
+  c.model.resnet_padding = "torch"  # ResNet 3x3 convs and max-pool: torch (1 px each side, torchvision's) | same (XLA's; runs made before)
+  c.model.gelu = "exact"            # every GELU of the network: exact (timm, torch) | tanh (runs made before)
   c.model.dtype = "float32"         # activations; 'bfloat16' on GPUs/TPUs
   c.model.per_view_batchnorm = False  # one forward (and BN batch) per view, as BYOL/SimSiam/Barlow/VICReg/MoCo v3/solo-learn
   c.model.patch_size = 16           # ViT only
   c.model.num_heads = 0             # ViT only: 0 = the size's own (ViT-S 6 as DeiT/DINO; MoCo v3's ViT-S: 12)
   c.model.freeze_patch_embed = False  # ViT only: patch projection kept at init (MoCo v3 --stop-grad-conv1); add 'patch_embed' to optimizer.no_decay_names
-  c.model.pooling = "cls"           # ViT only: 'cls' token, 'gap' (cls kept, mean of patches) or 'mean' (no cls)
+  c.model.pooling = "cls"           # ViT only: 'cls' token, 'gap' (cls kept, mean of patches), 'gap_fc_norm' (MAE fine-tune: LayerNorm after the mean) or 'mean' (no cls)
   c.model.pos_embedding = "sincos"  # ViT only: 'sincos' (fixed) or 'learned'
+  c.model.pos_resample = "bicubic"  # ViT only: learned positions at other sizes: bicubic (torch, MAE/DINO) | bicubic_antialias (timm; runs made before)
+  c.model.pos_resample_offset = 0.0  # ViT only: DINO/DINOv2 resample with scale (grid + 0.1) / old grid
+  c.model.num_registers = 0         # ViT only: register tokens after the class token (DINOv2 reg: 4)
   c.model.attention = "xla"         # ViT only: 'xla', or 'cudnn' (its fused kernel where it applies, on GPUs)
   c.model.drop_path = 0.0           # ViT only: stochastic depth, linear over blocks to this rate
   c.model.layer_scale = 0.0         # ViT only: > 0 scales residual branches by a learned gamma (SimMIM 0.1)
@@ -152,7 +159,11 @@ def base_config() -> ml_collections.ConfigDict:
 _CHOICES = {
     ("model", "dtype"): ("float32", "bfloat16", "float16"),
     ("model", "stem"): ("cifar", "imagenet"),
-    ("model", "pooling"): ("cls", "gap", "mean"),
+    ("model", "pooling"): ("cls", "gap", "mean", "gap_fc_norm"),
+    ("model", "resnet_padding"): ("torch", "same"),
+    ("model", "gelu"): ("exact", "tanh"),
+    ("model", "pos_resample"): ("bicubic", "bicubic_antialias"),
+    ("augment", "crop_sampler"): ("torchvision", "clip"),
     ("model", "pos_embedding"): ("sincos", "learned"),
     ("model", "attention"): ("xla", "cudnn"),
     ("eval", "linear_variant"): ("standard", "mae"),
@@ -164,6 +175,44 @@ _CHOICES = {
     ("model.projector", "activation"): ("relu", "gelu"),
     ("model.prototypes", "kind"): ("cosine", "student_t"),
 }
+
+
+# Fields whose default became the field's standard numerics (torchvision/timm
+# parity, issue 20): a config.json written before the field existed was trained
+# with the value here, and keeps computing with it when evaluated or resumed.
+LEGACY_VALUES = {
+    "model.resnet_padding": "same",
+    "model.gelu": "tanh",
+    "model.pos_resample": "bicubic_antialias",
+    "augment.crop_sampler": "clip",
+}
+
+
+def missing_legacy_fields(saved: dict) -> dict[str, Any]:
+  """{dotted field: value it was trained with} for the `LEGACY_VALUES` fields a
+  stored config (config.json as a dict) predates."""
+  missing = {}
+  for dotted, value in LEGACY_VALUES.items():
+    section, _, leaf = dotted.rpartition(".")
+    node = saved
+    for part in section.split("."):
+      node = node.get(part, {}) if isinstance(node, dict) else {}
+    if isinstance(node, dict) and leaf not in node:
+      missing[dotted] = value
+  return missing
+
+
+def with_legacy_values(saved: dict) -> dict:
+  """A copy of a stored config with the fields it predates set to the values
+  it was trained with."""
+  saved = json.loads(json.dumps(saved))
+  for dotted, value in missing_legacy_fields(saved).items():
+    *sections, leaf = dotted.split(".")
+    node = saved
+    for part in sections:
+      node = node.setdefault(part, {})
+    node[leaf] = value
+  return saved
 
 
 def _nearest(key: str, options) -> str:
@@ -215,7 +264,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 # Integer fields that must be >= 1, and numeric fields that must be >= 0.
 _AT_LEAST_ONE = ("batch_size", "eval.batch_size", "log_every_steps", "checkpoint_every_steps",
                  "keep_checkpoints")
-_NON_NEGATIVE = ("eval.every_steps", "model.num_heads", "optimizer.weight_decay", "optimizer.warmup_epochs",
+_NON_NEGATIVE = ("eval.every_steps", "model.num_heads", "model.num_registers", "optimizer.weight_decay", "optimizer.warmup_epochs",
                  "optimizer.warmup_start_lr", "optimizer.min_lr", "optimizer.clip_global_norm",
                  "optimizer.bias_lr_scale")
 
@@ -278,6 +327,11 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
   checks = (
       ("model.num_heads", vit, "a ViT backbone"),
       ("model.freeze_patch_embed", vit, "a ViT backbone"),
+      ("model.num_registers", vit and model.decoder.kind == "none",
+       "a ViT backbone without a masked-modeling decoder (their heads read patch tokens "
+       "after the class token only)"),
+      ("model.pos_resample_offset", vit and model.pos_embedding == "learned",
+       "learned ViT positions (model.pos_embedding='learned')"),
       ("model.prototypes.learned_norm",
        model.prototypes.num_prototypes > 0 and model.prototypes.kind == "cosine",
        "cosine prototypes (model.prototypes.num_prototypes > 0, kind='cosine')"),

@@ -98,7 +98,9 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 
   The run's values go over the current schema, so placeholders keep their types
   (an override like `eval.dataset=digits` type-checks) and fields added to the
-  schema after the run was trained get their defaults.
+  schema after the run was trained get their defaults, except the numerics
+  whose default changed (`config_schema.LEGACY_VALUES`): those take the value
+  the run was trained with.
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   if not os.path.isdir(workdir):
@@ -110,7 +112,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
                    "pass the --workdir given to main.py.")
   try:
     with open(path) as f:
-      saved = json.load(f)
+      saved = config_schema.with_legacy_values(json.load(f))
   except (OSError, ValueError) as e:
     raise RunError(f"{path} is unreadable ({e}); is {workdir} a repr_learn workdir?") from None
   config = config_schema.base_config()

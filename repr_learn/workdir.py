@@ -20,6 +20,8 @@ from absl import logging
 import jax
 import ml_collections
 
+from repr_learn import config_schema
+
 CONFIG_FILE = "config.json"
 LOCK_PREFIX = ".lock"
 # Config fields (or whole sections) that define which run a workdir holds: a
@@ -126,7 +128,7 @@ def claim(workdir: str, config: ml_collections.ConfigDict, *, overwrite: bool) -
   if not os.path.exists(path):
     return
   with open(path) as f:
-    old = json.load(f)
+    old = config_schema.with_legacy_values(json.load(f))
   diffs = identity_differences(old, config.to_dict())
   if not diffs:
     return
@@ -141,6 +143,33 @@ def claim(workdir: str, config: ml_collections.ConfigDict, *, overwrite: bool) -
     for name in os.listdir(workdir):
       if not name.startswith(("replaced-", LOCK_PREFIX)):
         os.rename(os.path.join(workdir, name), os.path.join(aside, name))
+
+
+def keep_trained_numerics(workdir: str, config: ml_collections.ConfigDict
+                          ) -> ml_collections.ConfigDict:
+  """`config` with the numerics of the run in `workdir` where its config.json
+  predates a field whose default changed (`config_schema.LEGACY_VALUES`): an
+  in-progress run made before resumes computing what it was trained with."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return config
+  with open(path) as f:
+    saved = json.load(f)
+  missing = config_schema.missing_legacy_fields(saved)
+  if not missing:
+    return config
+  resumed = config.copy_and_resolve_references()
+  for dotted, value in missing.items():
+    section, _, leaf = dotted.rpartition(".")
+    node = resumed
+    for part in section.split("."):
+      node = node[part]
+    node[leaf] = value
+  if identity_differences(config_schema.with_legacy_values(saved), resumed.to_dict()):
+    return config  # Another run: `claim` refuses it or moves it aside.
+  logging.warning("%s was trained before these defaults changed; it keeps %s.", workdir,
+                  ", ".join(f"{k}={v!r}" for k, v in missing.items()))
+  return resumed
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:

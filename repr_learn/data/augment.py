@@ -17,6 +17,8 @@ import numpy as np
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+CROP_SAMPLERS = ("torchvision", "clip")
+_CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop.get_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,17 +38,32 @@ class ViewConfig:
   blur_prob: float = 0.5
   blur_sigma: tuple[float, float] = (0.1, 2.0)
   solarize_prob: float = 0.0
+  crop_sampler: str = "torchvision"
 
 
 def random_resized_crop(rng, image, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                        hw=None):
+                        hw=None, sampler: str = "torchvision"):
   """Inception-style crop: random area fraction and log-uniform aspect ratio, of
   the whole image, or with `hw` (its height and width) of the image in the
-  top-left corner of a padded canvas (`resizing.resize_into_canvas`)."""
+  top-left corner of a padded canvas (`resizing.resize_into_canvas`).
+
+  `sampler='torchvision'` draws the box as `RandomResizedCrop.get_params` does
+  (and SimCLR's `distorted_bounding_box_crop`): up to 10 candidate boxes with
+  whole-pixel sides, the first that fits the image, else a centre crop at the
+  nearest allowed aspect. All 10 are drawn at once, so shapes stay static.
+  `'clip'` (runs made before) draws one box and clips its sides to the image,
+  which makes crops larger than torchvision's (mean area 0.62 against 0.57 at
+  scale (0.25, 1)).
+  """
   if hw is None:
-    h, w = image.shape[0], image.shape[1]
+    h, w = float(image.shape[0]), float(image.shape[1])
   else:
     h, w = hw[0].astype(jnp.float32), hw[1].astype(jnp.float32)
+  if sampler == "torchvision":
+    y0, x0, crop_h, crop_w = torchvision_crop_box(rng, h, w, scale, ratio)
+    return crop_and_resize(image, y0, x0, crop_h, crop_w, size)
+  if sampler != "clip":
+    raise ValueError(f"Unknown crop sampler {sampler!r}; use one of {CROP_SAMPLERS}.")
   area_rng, ratio_rng, y_rng, x_rng = jax.random.split(rng, 4)
   area = jax.random.uniform(area_rng, (), minval=scale[0], maxval=scale[1]) * h * w
   log_ratio = jax.random.uniform(ratio_rng, (), minval=jnp.log(ratio[0]),
@@ -57,6 +74,33 @@ def random_resized_crop(rng, image, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 
   y0 = jax.random.uniform(y_rng, ()) * (h - crop_h)
   x0 = jax.random.uniform(x_rng, ()) * (w - crop_w)
   return crop_and_resize(image, y0, x0, crop_h, crop_w, size)
+
+
+def torchvision_crop_box(rng, h, w, scale, ratio):
+  """(top, left, height, width) of one `RandomResizedCrop.get_params` draw on an
+  h x w image, as float scalars holding whole pixels."""
+  area_rng, ratio_rng, y_rng, x_rng = jax.random.split(rng, 4)
+  area = jax.random.uniform(area_rng, (_CROP_ATTEMPTS,), minval=scale[0],
+                            maxval=scale[1]) * h * w
+  aspect = jnp.exp(jax.random.uniform(ratio_rng, (_CROP_ATTEMPTS,),
+                                      minval=np.log(ratio[0]), maxval=np.log(ratio[1])))
+  cand_w = jnp.round(jnp.sqrt(area * aspect))
+  cand_h = jnp.round(jnp.sqrt(area / aspect))
+  fits = (cand_w > 0) & (cand_w <= w) & (cand_h > 0) & (cand_h <= h)
+  first = jnp.argmax(fits)
+  # The fallback: the whole image, or its centre at the nearest allowed aspect.
+  in_ratio = w / h
+  fallback_w = jnp.where(in_ratio > ratio[1], jnp.round(h * ratio[1]), w)
+  fallback_h = jnp.where(in_ratio < ratio[0], jnp.round(w / ratio[0]), h)
+  found = fits[first]
+  crop_h = jnp.where(found, cand_h[first], fallback_h)
+  crop_w = jnp.where(found, cand_w[first], fallback_w)
+  # torch.randint(0, h - crop_h + 1): a uniform whole offset.
+  top = jnp.floor(jax.random.uniform(y_rng, ()) * (h - crop_h + 1))
+  left = jnp.floor(jax.random.uniform(x_rng, ()) * (w - crop_w + 1))
+  top = jnp.where(found, top, jnp.floor((h - crop_h) / 2))
+  left = jnp.where(found, left, jnp.floor((w - crop_w) / 2))
+  return top, left, crop_h, crop_w
 
 
 def crop_and_resize(image, y0, x0, crop_h, crop_w, size: int):
@@ -171,7 +215,7 @@ def _maybe(rng, prob: float, fn, image):
 def _augment_one(rng, image, cfg: ViewConfig, hw=None):
   keys = jax.random.split(rng, 9)
   image = random_resized_crop(keys[0], image, cfg.size, (cfg.min_scale, cfg.max_scale),
-                              cfg.ratio, hw)
+                              cfg.ratio, hw, cfg.crop_sampler)
   image = _maybe(keys[1], cfg.flip_prob, lambda x: x[:, ::-1], image)
   image = _maybe(keys[2], cfg.jitter_prob, lambda x: color_jitter(
       keys[3], x, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue), image)

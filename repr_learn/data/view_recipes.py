@@ -115,4 +115,8 @@ def build_views(config: ml_collections.ConfigDict) -> tuple[augment.ViewConfig, 
   if config.recipe not in RECIPES:
     raise ValueError(f"Unknown augment.recipe {config.recipe!r}; choose one of "
                      f"{sorted(RECIPES)}.")
-  return RECIPES[config.recipe](config)
+  if config.crop_sampler not in augment.CROP_SAMPLERS:
+    raise ValueError(f"Unknown augment.crop_sampler {config.crop_sampler!r}; choose one of "
+                     f"{augment.CROP_SAMPLERS}.")
+  return tuple(dataclasses.replace(view, crop_sampler=config.crop_sampler)
+               for view in RECIPES[config.recipe](config))

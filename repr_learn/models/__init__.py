@@ -89,7 +89,7 @@ def build_backbone(config: ml_collections.ConfigDict, image_size: int = 224,
   if config.backbone in resnet.RESNET_DEPTHS:
     stages, block = resnet.RESNET_DEPTHS[config.backbone]
     return resnet.ResNet(stage_sizes=stages, block=block, width=config.width,
-                         stem=config.stem, bn_axis_name=bn_axis_name, dtype=dtype,
+                         stem=config.stem, padding=config.resnet_padding, bn_axis_name=bn_axis_name, dtype=dtype,
                          name="backbone")
   if config.backbone in vit.VIT_SIZES:
     width, depth, heads_, mlp_dim = vit.VIT_SIZES[config.backbone]
@@ -99,7 +99,10 @@ def build_backbone(config: ml_collections.ConfigDict, image_size: int = 224,
                    pos_embedding=config.pos_embedding, image_size=image_size,
                    drop_path=config.drop_path, layer_scale=config.layer_scale,
                    post_norm=config.post_norm, mask_token=config.mask_token,
-                   dtype=dtype, attention=config.attention, name="backbone")
+                   dtype=dtype, attention=config.attention,
+                   approximate_gelu=config.gelu == "tanh", pos_resample=config.pos_resample,
+                   pos_resample_offset=config.pos_resample_offset,
+                   num_registers=config.num_registers, name="backbone")
   raise ValueError(f"Unknown backbone {config.backbone!r}; choose one of {BACKBONES}.")
 
 
@@ -107,21 +110,24 @@ def build_decoder(config: ml_collections.ConfigDict, output_dim: int) -> nn.Modu
   """The masked-modeling head named by `config.decoder.kind`."""
   dtype = jnp.dtype(config.dtype)
   dec = config.decoder
+  approximate_gelu = config.gelu == "tanh"
   if dec.kind == "transformer":
     return heads.TokenDecoder(width=dec.width, depth=dec.depth, num_heads=dec.num_heads,
                               mlp_dim=dec.mlp_dim, output_dim=output_dim, dtype=dtype,
-                              attention=config.attention, name="decoder")
+                              attention=config.attention, approximate_gelu=approximate_gelu,
+                              name="decoder")
   if dec.kind == "linear":
     return heads.LinearTokenHead(output_dim=output_dim, norm=dec.depth > 0, dtype=dtype,
                                  name="decoder")
   if dec.kind == "conv":
     return heads.ConvDecoder(width=dec.width, depth=dec.depth, output_dim=output_dim,
                              kernel_size=dec.kernel_size, groups=dec.groups, dtype=dtype,
-                             name="decoder")
+                             approximate_gelu=approximate_gelu, name="decoder")
   if dec.kind == "predictor":
     return heads.TokenPredictor(width=dec.width, depth=dec.depth, num_heads=dec.num_heads,
                                 mlp_dim=dec.mlp_dim, output_dim=output_dim, dtype=dtype,
-                                attention=config.attention, name="decoder")
+                                attention=config.attention, approximate_gelu=approximate_gelu,
+                                name="decoder")
   raise ValueError(f"Unknown model.decoder.kind {dec.kind!r}.")
 
 
@@ -144,7 +150,7 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
   projector = heads.MLPHead(hidden_dim=proj.hidden_dim, output_dim=proj.output_dim,
                             num_layers=proj.num_layers, last_bn=proj.last_bn,
                             use_bn=proj.use_bn, activation=proj.activation,
-                            bn_axis_name=bn_axis_name, dtype=dtype, name="projector")
+                            approximate_gelu=config.gelu == "tanh", bn_axis_name=bn_axis_name, dtype=dtype, name="projector")
   predictor = None
   if config.predictor.num_layers > 0:
     pred = config.predictor

@@ -20,9 +20,6 @@ from repr_learn.losses import contrastive
 from repr_learn.models import vit
 
 
-ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu}
-
-
 class MLPHead(nn.Module):
   """`num_layers` dense layers; hidden layers use BN + ReLU.
 
@@ -34,6 +31,8 @@ class MLPHead(nn.Module):
       projector in the TF implementation, SimSiam's projector).
     use_bn: batch-normalise hidden layers (off for e.g. MoCo v2's plain MLP).
     activation: 'relu', or 'gelu' as in DINO's head.
+    approximate_gelu: the tanh form of GELU (runs made before the exact form
+      became the default).
   """
   hidden_dim: int
   output_dim: int
@@ -41,6 +40,7 @@ class MLPHead(nn.Module):
   last_bn: bool = False
   use_bn: bool = True
   activation: str = "relu"
+  approximate_gelu: bool = False
   bn_momentum: float = 0.9
   bn_axis_name: str | None = None  # SyncBN across devices in the per-device mode
   dtype: Any = jnp.float32
@@ -53,7 +53,8 @@ class MLPHead(nn.Module):
       if self.use_bn:
         x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                          axis_name=self.bn_axis_name, dtype=self.dtype, name=f"bn_{i}")(x)
-      x = ACTIVATIONS[self.activation](x)
+      x = (nn.relu(x) if self.activation == "relu"
+           else nn.gelu(x, approximate=self.approximate_gelu))
     x = nn.Dense(self.output_dim, use_bias=not self.last_bn, dtype=self.dtype,
                  name=f"dense_{self.num_layers - 1}")(x)
     if self.last_bn:
@@ -103,11 +104,13 @@ class _TransformerHead(nn.Module):
   output_dim: int
   dtype: Any = jnp.float32
   attention: str = "xla"
+  approximate_gelu: bool = False
 
   def predict(self, x, train: bool, key_mask=None):
     for i in range(self.depth):
       x, _ = vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
                               attention=self.attention,
+                              approximate_gelu=self.approximate_gelu,
                               name=f"block_{i}")(x, train=train, key_mask=key_mask)
     x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
     return nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(x)
@@ -169,6 +172,7 @@ class ConvDecoder(nn.Module):
   kernel_size: int = 3
   groups: int = 16
   dtype: Any = jnp.float32
+  approximate_gelu: bool = False
 
   @nn.compact
   def __call__(self, tokens, ids_keep, num_patches: int, has_cls: bool = True,
@@ -186,7 +190,7 @@ class ConvDecoder(nn.Module):
       y = nn.Conv(self.width, (self.kernel_size,) * 2, padding="SAME",
                   feature_group_count=self.groups, dtype=self.dtype, name=f"conv_{i}")(x)
       y = nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype, name=f"norm_{i}")(y)
-      x = x + nn.gelu(y)
+      x = x + nn.gelu(y, approximate=self.approximate_gelu)
     out = nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(x)
     return out.reshape(n, num_patches, self.output_dim).astype(jnp.float32)
 

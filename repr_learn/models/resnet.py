@@ -5,6 +5,12 @@ batch, so `nn.BatchNorm` computes its statistics over every device's examples
 (SyncBN, as SimCLR's global BN). When several views are stacked into one forward
 pass, the statistics cover all views together, as in SimCLR and BYOL. Methods that
 need per-device statistics (MoCo v2's shuffle-BN) wrap the forward in `shard_map`.
+
+Padding is torchvision's by default: one pixel on each side of every 3x3
+convolution and of the stem's max-pool. XLA's 'SAME' pads a stride-2 window on
+an even input by (0, 1), which shifts every strided sample by one pixel, so
+torchvision's weights computed something else here (google/flax#963). Runs
+trained before keep 'SAME' (`padding='same'`, from their config.json).
 """
 
 import functools
@@ -14,6 +20,14 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 ModuleDef = Any
+PADDINGS = ("torch", "same")
+
+
+def _conv(features, kernel_size, strides=(1, 1), *, pad3, **kwargs):
+  """`nn.Conv` whose padding follows the ResNet's choice: `pad3` for 3x3
+  kernels, none for 1x1 (the same in torch and SAME). Explicit paddings pass."""
+  padding = kwargs.pop("padding", pad3 if tuple(kernel_size) == (3, 3) else "VALID")
+  return nn.Conv(features, kernel_size, strides, padding=padding, **kwargs)
 
 
 def _add_shortcut(block: nn.Module, residual, y, strides: int):
@@ -69,6 +83,8 @@ class ResNet(nn.Module):
     width: filters of the first stage (64 in the paper).
     stem: 'imagenet' (7x7/2 conv + 3x3/2 max-pool) or 'cifar' (3x3/1 conv, no
       pool), the latter for 32x32 inputs as in SimCLR's CIFAR experiments.
+    padding: 'torch' (1 pixel each side, torchvision's) or 'same' (XLA's,
+      runs trained before torch padding became the default).
     bn_momentum: decay of the running statistics used at evaluation.
     bn_axis_name: a named device axis to average BatchNorm statistics over
       (SyncBN in the per-device `pmap` mode); None: over the array's batch axis.
@@ -78,6 +94,7 @@ class ResNet(nn.Module):
   block: Callable[..., nn.Module]
   width: int = 64
   stem: str = "imagenet"
+  padding: str = "torch"
   bn_momentum: float = 0.9
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
@@ -89,7 +106,11 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+    if self.padding not in PADDINGS:
+      raise ValueError(f"Unknown ResNet padding {self.padding!r}; use one of {PADDINGS}.")
+    # A 3x3 window: 1 pixel each side (torch) or XLA's SAME; 1x1 convs pad nothing.
+    pad3 = [(1, 1), (1, 1)] if self.padding == "torch" else "SAME"
+    conv = functools.partial(_conv, pad3=pad3, use_bias=False, dtype=self.dtype,
                              kernel_init=nn.initializers.variance_scaling(
                                  2.0, "fan_out", "normal"))
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
@@ -100,7 +121,7 @@ class ResNet(nn.Module):
       x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
                name="stem_conv")(x)
       x = nn.relu(norm(name="stem_bn")(x))
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=pad3)
     elif self.stem == "cifar":
       x = conv(self.width, (3, 3), name="stem_conv")(x)
       x = nn.relu(norm(name="stem_bn")(x))

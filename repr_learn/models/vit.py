@@ -5,8 +5,16 @@ level for masked image modeling: it runs on a fixed number of kept tokens
 (MAE, data2vec 2.0, I-JEPA), or with masked patches replaced by a learned token
 (SimMIM, MaskFeat), and can return each block's FFN output (data2vec 2.0's
 targets). Options cover the recipes: drop path, LayerScale, post-LN blocks, no
-class token (`pooling='mean'`), and learned positions resampled to other
-resolutions (DINO's 96-px local crops, fine-tuning at another size).
+class token (`pooling='mean'`), register tokens (DINOv2 "reg"), MAE's pooling
+with a LayerNorm after the average (`pooling='gap_fc_norm'`), and learned
+positions resampled to other resolutions (DINO's 96-px local crops, fine-tuning
+at another size).
+
+The numerics are timm's by default, so released weights compute here what they
+compute there: exact GELU (`approximate_gelu=False`; jax's own default is the
+tanh form, up to 5e-4 apart per activation) and PyTorch's bicubic position
+resampling (`pos_resample`). Runs trained before these defaults keep theirs
+through their config.json (`config_schema.LEGACY_VALUES`).
 
 Attention goes through `jax.nn.dot_product_attention`, whose default is XLA's
 implementation on every backend (jax 0.10-0.11 pick no fused kernel
@@ -22,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-POOLINGS = ("cls", "gap", "mean")
+POOLINGS = ("cls", "gap", "mean", "gap_fc_norm")
+POS_RESAMPLES = ("bicubic", "bicubic_antialias")
 ATTENTIONS = ("xla", "cudnn")
 # name -> (width, depth, heads, mlp_dim)
 VIT_SIZES = {
@@ -48,15 +57,62 @@ def sincos_2d_positions(grid: int, width: int) -> np.ndarray:
   return np.concatenate([np.sin(out_x), np.cos(out_x), np.sin(out_y), np.cos(out_y)], axis=1)
 
 
-def resample_positions(pos: jax.Array, grid: int) -> jax.Array:
-  """Learned positions [g*g, D] resized bicubically to [grid*grid, D] (MAE's
-  `interpolate_pos_embed`, DeiT), so a ViT runs at other resolutions."""
+def _cubic(x: np.ndarray, a: float) -> np.ndarray:
+  """Keys' cubic convolution kernel with parameter `a` (PyTorch: -0.75 plain,
+  -0.5 antialiased, as PIL)."""
+  x = np.abs(x)
+  near = ((a + 2) * x - (a + 3)) * x * x + 1
+  far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+  return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
+
+
+def torch_bicubic_matrix(in_size: int, out_size: int, *, antialias: bool = False,
+                         scale_factor: float | None = None) -> np.ndarray:
+  """[out_size, in_size] weights of `torch.nn.functional.interpolate(mode='bicubic',
+  align_corners=False)` along one axis.
+
+  Without antialias: a=-0.75, four taps with clamped indices (aten's
+  `upsample_bicubic2d`). With antialias: a=-0.5 stretched by the downscale
+  factor and renormalised (aten's `_upsample_bicubic2d_aa`, PIL's filter), which
+  is also what `jax.image.resize(method='cubic')` computes. `scale_factor`
+  (DINO's and DINOv2's `(new + 0.1) / old`) sets the sampling step instead of
+  in/out, as torch does when given one.
+  """
+  ratio = 1.0 / scale_factor if scale_factor else in_size / out_size
+  centers = (np.arange(out_size) + 0.5) * ratio
+  weights = np.zeros((out_size, in_size), np.float64)
+  if not antialias:
+    src = centers - 0.5
+    base = np.floor(src)
+    t = src - base
+    for tap in range(-1, 3):
+      index = np.clip(base + tap, 0, in_size - 1).astype(int)
+      np.add.at(weights, (np.arange(out_size), index), _cubic(t - tap, -0.75))
+    return weights.astype(np.float32)
+  stretch = max(ratio, 1.0)
+  taps = _cubic((np.arange(in_size)[None, :] + 0.5 - centers[:, None]) / stretch, -0.5)
+  return (taps / taps.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def resample_positions(pos: jax.Array, grid: int, method: str = "bicubic",
+                       offset: float = 0.0) -> jax.Array:
+  """Learned positions [g*g, D] resized to [grid*grid, D], as PyTorch's bicubic
+  `interpolate` resizes them (MAE's `interpolate_pos_embed`, DINO and DINOv2's
+  `interpolate_pos_encoding`; `bicubic_antialias`: timm's
+  `resample_abs_pos_embed`), so a ViT runs at other resolutions. `offset`:
+  DINO/DINOv2 sample with scale (grid + 0.1) / g instead of grid / g."""
+  if method not in POS_RESAMPLES:
+    raise ValueError(f"Unknown position resampling {method!r}; use one of {POS_RESAMPLES}.")
   old = int(round(pos.shape[0] ** 0.5))
   if old == grid:
     return pos
+  scale = (grid + offset) / old if offset else None
+  matrix = jnp.asarray(torch_bicubic_matrix(old, grid, antialias=method == "bicubic_antialias",
+                                            scale_factor=scale))
   square = pos.reshape(old, old, pos.shape[-1]).astype(jnp.float32)
-  return jax.image.resize(square, (grid, grid, pos.shape[-1]), method="cubic").reshape(
-      grid * grid, pos.shape[-1]).astype(pos.dtype)
+  out = jnp.einsum("ya,xb,abd->yxd", matrix, matrix, square,
+                   precision=jax.lax.Precision.HIGHEST)
+  return out.reshape(grid * grid, pos.shape[-1]).astype(pos.dtype)
 
 
 def attention_implementation(choice: str, dtype, head_dim: int, length: int,
@@ -105,6 +161,8 @@ class EncoderBlock(nn.Module):
       initialised to this value (CaiT; SimMIM uses 0.1).
     post_norm: LayerNorm after each residual addition instead of before the branch.
     attention: see `attention_implementation`.
+    approximate_gelu: the tanh form of GELU (runs trained before exact GELU
+      became the default); timm, MAE, DINO and DINOv2 use the exact one.
     freeze_patch_embed: the patch projection passes no gradient and keeps its
       random initialisation (MoCo v3's `--stop-grad-conv1`, for stability);
       exclude 'patch_embed' from weight decay too, or AdamW still shrinks it.
@@ -116,6 +174,7 @@ class EncoderBlock(nn.Module):
   layer_scale: float = 0.0
   post_norm: bool = False
   attention: str = "xla"
+  approximate_gelu: bool = False
 
   def _branch_out(self, y, name, train):
     if self.layer_scale > 0:
@@ -136,7 +195,8 @@ class EncoderBlock(nn.Module):
 
     def mlp(y):
       y = nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(y)
-      return nn.Dense(x.shape[-1], dtype=self.dtype, name="mlp_out")(nn.gelu(y))
+      return nn.Dense(x.shape[-1], dtype=self.dtype, name="mlp_out")(
+          nn.gelu(y, approximate=self.approximate_gelu))
 
     if self.post_norm:
       x = norm1(x + self._branch_out(attention(x, key_mask), "gamma1", train))
@@ -154,17 +214,24 @@ class ViT(nn.Module):
     width, depth, num_heads, mlp_dim: the transformer's size.
     patch_size: side of the square patches.
     pooling: 'cls' (class token), 'gap' (class token kept in the sequence,
-      features = average of the patch tokens: MAE's global_pool, the pooling
-      SimMIM, MaskFeat and data2vec 2.0 fine-tune with) or 'mean' (average of
-      patch tokens, no class token, as I-JEPA).
+      features = average of the normalised patch tokens, the pooling SimMIM,
+      MaskFeat and data2vec 2.0 fine-tune with), 'gap_fc_norm' (the same with
+      the LayerNorm after the average: MAE's `global_pool` fine-tuning, timm's
+      `fc_norm`; `encode` then returns un-normalised tokens) or 'mean'
+      (average of normalised patch tokens, no class token, as I-JEPA).
     pos_embedding: 'sincos' (fixed 2-D) or 'learned' (created for
-      `image_size`, resampled bicubically for other input sizes).
+      `image_size`, resampled for other input sizes).
+    pos_resample, pos_resample_offset: how learned positions are resampled
+      (see `resample_positions`).
     image_size: the resolution learned positions are created for.
+    num_registers: learned register tokens after the class token, with no
+      position (Darcet et al. 2024; DINOv2 "reg"); ignored by every pooling.
     drop_path: stochastic depth, rising linearly over blocks to this rate.
     layer_scale, post_norm: see `EncoderBlock`.
     mask_token: create a learned token that `encode(token_mask=...)` puts in
       place of masked patch embeddings (SimMIM, MaskFeat).
     attention: see `attention_implementation`.
+    approximate_gelu: see `EncoderBlock`.
   """
   width: int
   depth: int
@@ -181,6 +248,10 @@ class ViT(nn.Module):
   dtype: Any = jnp.float32
   attention: str = "xla"
   freeze_patch_embed: bool = False
+  approximate_gelu: bool = False
+  pos_resample: str = "bicubic"
+  pos_resample_offset: float = 0.0
+  num_registers: int = 0
 
   @property
   def num_features(self) -> int:
@@ -188,7 +259,12 @@ class ViT(nn.Module):
 
   @property
   def has_cls(self) -> bool:
-    return self.pooling in ("cls", "gap")
+    return self.pooling in ("cls", "gap", "gap_fc_norm")
+
+  @property
+  def num_prefix_tokens(self) -> int:
+    """Tokens before the patches in `encode`'s output: class token, registers."""
+    return int(self.has_cls) + self.num_registers
 
   def setup(self):
     if self.pooling not in POOLINGS:
@@ -205,6 +281,9 @@ class ViT(nn.Module):
     if self.has_cls:
       self.cls_token = self.param("cls_token", nn.initializers.normal(1e-6),
                                   (1, 1, self.width))
+    if self.num_registers:
+      self.register_tokens = self.param("register_tokens", nn.initializers.normal(1e-6),
+                                        (1, self.num_registers, self.width))
     if self.mask_token:
       self.mask_embedding = self.param("mask_token", nn.initializers.normal(0.02),
                                        (1, 1, self.width))
@@ -212,7 +291,7 @@ class ViT(nn.Module):
     self.blocks = [EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
                                 drop_path=float(rates[i]), layer_scale=self.layer_scale,
                                 post_norm=self.post_norm, attention=self.attention,
-                                name=f"block_{i}")
+                                approximate_gelu=self.approximate_gelu, name=f"block_{i}")
                    for i in range(self.depth)]
     # Pre-LN stacks end in a LayerNorm; post-LN stacks normalise their input.
     self.norm = nn.LayerNorm(dtype=self.dtype)
@@ -227,7 +306,8 @@ class ViT(nn.Module):
     """Position embeddings [grid*grid, width] for a `grid` x `grid` token map."""
     if self.pos_embedding == "sincos":
       return jnp.asarray(sincos_2d_positions(grid, self.width))
-    return resample_positions(self.pos_table, grid)
+    return resample_positions(self.pos_table, grid, self.pos_resample,
+                              self.pos_resample_offset)
 
   def patch_tokens(self, x, token_mask=None) -> jax.Array:
     """Patch embeddings plus positions [N, T, width]; with `token_mask` [N, T]
@@ -259,25 +339,31 @@ class ViT(nn.Module):
       return_blocks: also return each block's FFN output (before its residual).
 
     Returns:
-      {'tokens': [N, (1 +) K, width] after the final norm (class token first
-      when pooling='cls'), 'blocks': list of [N, (1 +) K, width] if asked}.
+      {'tokens': [N, P + K, width] after the final norm (none with
+      'gap_fc_norm'), the P = `num_prefix_tokens` class and register tokens
+      first; 'blocks': list of [N, P + K, width] if asked}.
     """
     tokens = self.patch_tokens(x, token_mask)
     if ids_keep is not None:
       tokens = jnp.take_along_axis(tokens, ids_keep[..., None], axis=1)
     n = tokens.shape[0]
+    prefix = []
     if self.has_cls:
-      cls = jnp.broadcast_to(self.cls_token, (n, 1, self.width)).astype(self.dtype)
-      tokens = jnp.concatenate([cls, tokens], axis=1)
+      prefix.append(jnp.broadcast_to(self.cls_token, (n, 1, self.width)))
+    if self.num_registers:
+      prefix.append(jnp.broadcast_to(self.register_tokens, (n, self.num_registers, self.width)))
+    if prefix:
+      tokens = jnp.concatenate([p.astype(self.dtype) for p in prefix] + [tokens], axis=1)
       if key_mask is not None:
-        key_mask = jnp.concatenate([jnp.ones((n, 1), bool), key_mask], axis=1)
+        key_mask = jnp.concatenate(
+            [jnp.ones((n, self.num_prefix_tokens), bool), key_mask], axis=1)
     if self.post_norm:
       tokens = self.norm(tokens)
     ffn_outputs = []
     for block in self.blocks:
       tokens, ffn = block(tokens, train=train, key_mask=key_mask)
       ffn_outputs.append(ffn)
-    if not self.post_norm:
+    if not self.post_norm and self.pooling != "gap_fc_norm":
       tokens = self.norm(tokens)
     out = {"tokens": tokens}
     if return_blocks:
@@ -288,7 +374,9 @@ class ViT(nn.Module):
     if self.pooling == "cls":
       pooled = tokens[:, 0]
     else:
-      pooled = jnp.mean(tokens[:, 1:] if self.has_cls else tokens, axis=1)
+      pooled = jnp.mean(tokens[:, self.num_prefix_tokens:], axis=1)
+      if self.pooling == "gap_fc_norm":
+        pooled = self.norm(pooled)
     return pooled.astype(jnp.float32)
 
   def __call__(self, x, train: bool = False):
