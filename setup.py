@@ -33,6 +33,8 @@ setuptools.setup(
         "pillow>=10",
         # Pictures of a run (repr_learn/plot.py): curves, t-SNE, reconstructions.
         "matplotlib>=3.8",
+        # Weights in and out (repr_learn/interop): the format timm and Hugging Face ship.
+        "safetensors>=0.4",
     ],
     extras_require={
         "cuda": ["jax[cuda12]>=0.10,<0.13"],

@@ -50,6 +50,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.resnet_padding = "torch"  # ResNet 3x3 convs and max-pool: torch (1 px each side, torchvision's) | same (XLA's; runs made before)
   c.model.gelu = "exact"            # every GELU of the network: exact (timm, torch) | tanh (runs made before)
   c.model.dtype = "float32"         # activations; 'bfloat16' on GPUs/TPUs
+  c.model.pixel_mean = (0.485, 0.456, 0.406)  # input normalisation the network expects (ImageNet's; imported weights record theirs)
+  c.model.pixel_std = (0.229, 0.224, 0.225)
   c.model.per_view_batchnorm = False  # one forward (and BN batch) per view, as BYOL/SimSiam/Barlow/VICReg/MoCo v3/solo-learn
   c.model.patch_size = 16           # ViT only
   c.model.num_heads = 0             # ViT only: 0 = the size's own (ViT-S 6 as DeiT/DINO; MoCo v3's ViT-S: 12)
@@ -255,6 +257,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = _get(config, f"{section}.{key}")
     if value not in choices:
       raise ValueError(f"config.{section}.{key}={value!r} is not one of {choices}.")
+  from repr_learn import objectives  # Local import: objectives import models.
+  if not objectives.get_objective_class(config.objective.name).trainable:
+    raise ValueError(f"objective {config.objective.name!r} holds weights trained elsewhere and "
+                     "trains nothing; evaluate or embed its workdir, or start a run from it "
+                     "with --config.model.init_from=DIR.")
   from repr_learn.evaluation import protocols  # Local import: protocols import objectives.
   protocols.parse_names(config.eval.protocols)
   protocols.parse_names(config.eval.periodic_protocols)

@@ -97,7 +97,9 @@ def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
   objective = cls(config=config.objective, network=network, views=views,
                   total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                   num_examples=num_examples, mesh=mesh,
-                  per_view_batchnorm=config.model.per_view_batchnorm)
+                  per_view_batchnorm=config.model.per_view_batchnorm,
+                  pixel_mean=tuple(config.model.pixel_mean),
+                  pixel_std=tuple(config.model.pixel_std))
   if config.parallel.mode == "pmap":
     objective.per_device(parallel.DATA_AXIS)  # one-line error now, not at the first step
   return objective
@@ -128,7 +130,8 @@ class Setup:
     if key not in self._compiled:
       per_device = self.config.parallel.mode == "pmap"
       step = steps.make_train_step(self.objective, self.tx, self.schedule,
-                                   augment.IMAGENET_MEAN, augment.IMAGENET_STD, probe=self.probe,
+                                   self.objective.pixel_mean, self.objective.pixel_std,
+                                   probe=self.probe,
                                    device_axis=parallel.DATA_AXIS if per_device else None)
       self._compiled[key] = jax.jit(
           parallel.per_device_step(step, self.mesh) if per_device else step,
@@ -246,7 +249,8 @@ def _setup_from_dataset(objective, state, source, config, mesh, image_size):
                              method=objective.network.project)
     return {name: out[name]}
 
-  extract = features.FeatureExtractor(outputs, mesh, image_size, config.eval.batch_size)
+  extract = features.FeatureExtractor(outputs, mesh, image_size, config.eval.batch_size,
+                                      objective.pixel_mean, objective.pixel_std)
   values, _ = extract(state, source)
   logging.info("Setting up %s from the %s of %d training examples.", objective.name,
                name, len(values[name]))

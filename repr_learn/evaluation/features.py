@@ -18,13 +18,13 @@ from repr_learn.data import pipeline
 class FeatureExtractor:
   """Runs `outputs(params, batch_stats, extra, x) -> {name: [N, ...]}` over a split."""
 
-  def __init__(self, outputs: Callable, mesh, image_size: int, batch_size: int):
+  def __init__(self, outputs: Callable, mesh, image_size: int, batch_size: int,
+               mean=augment.IMAGENET_MEAN, std=augment.IMAGENET_STD):
     self._mesh = mesh
     self._batch_size = batch_size
 
     def forward(params, batch_stats, extra, images, image_hw):
-      x = augment.center_view(images, image_size, augment.IMAGENET_MEAN,
-                              augment.IMAGENET_STD, image_hw)
+      x = augment.center_view(images, image_size, mean, std, image_hw)
       return outputs(params, batch_stats, extra, x)
 
     # Inputs keep the shardings they arrive with: the state as the trainer

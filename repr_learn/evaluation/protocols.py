@@ -55,7 +55,8 @@ class EvalContext:
     self.spec = catalog.get_spec(self.data_config.name)
     self._sources = {}
     self._extract = features.FeatureExtractor(
-        features.backbone_outputs(objective), mesh, image_size, config.eval.batch_size)
+        features.backbone_outputs(objective), mesh, image_size, config.eval.batch_size,
+        objective.pixel_mean, objective.pixel_std)
     self._cache_key, self._cache = None, {}
 
   @property
@@ -70,7 +71,8 @@ class EvalContext:
   def extractor(self, outputs: Callable) -> features.FeatureExtractor:
     """A compiled forward for protocols that need more than backbone features."""
     return features.FeatureExtractor(outputs, self.mesh, self.image_size,
-                                     self.config.eval.batch_size)
+                                     self.config.eval.batch_size, self.objective.pixel_mean,
+                                     self.objective.pixel_std)
 
   def backbone_features(self, state, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(features [N, D], labels [N]) of `split`, computed once per state."""

@@ -22,8 +22,8 @@ NUM_IMAGES = 8
 PLOT_FILE = os.path.join("plots", "reconstructions.png")
 
 
-def _to_unit_range(images: np.ndarray) -> np.ndarray:
-  mean, std = np.asarray(augment.IMAGENET_MEAN), np.asarray(augment.IMAGENET_STD)
+def _to_unit_range(images: np.ndarray, mean, std) -> np.ndarray:
+  mean, std = np.asarray(mean), np.asarray(std)
   return np.clip(images * std + mean, 0.0, 1.0)
 
 
@@ -42,7 +42,7 @@ class ReconstructionProtocol(protocols.Protocol):
     size = context.image_size
 
     def reconstruct(params, batch_stats, images_uint8, image_hw):
-      x = augment.center_view(images_uint8, size, augment.IMAGENET_MEAN, augment.IMAGENET_STD,
+      x = augment.center_view(images_uint8, size, objective.pixel_mean, objective.pixel_std,
                               image_hw)
       out = objective.reconstruct(params, batch_stats, x, jax.random.PRNGKey(0))
       return x, out["masked"], out["reconstruction"], out["hidden"]
@@ -63,7 +63,11 @@ class ReconstructionProtocol(protocols.Protocol):
               **self.context.describe()}
     if self.context.workdir is not None and jax.process_index() == 0:
       from repr_learn import plot  # pylint: disable=g-import-not-at-top (matplotlib is heavy)
+      objective = self.context.objective
+
+      def unit(images):
+        return _to_unit_range(images, objective.pixel_mean, objective.pixel_std)
+
       result["plot"] = plot.plot_reconstructions(
-          os.path.join(self.context.workdir, PLOT_FILE), _to_unit_range(x),
-          _to_unit_range(masked), _to_unit_range(recon))
+          os.path.join(self.context.workdir, PLOT_FILE), unit(x), unit(masked), unit(recon))
     return result

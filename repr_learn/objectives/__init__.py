@@ -11,6 +11,7 @@ from repr_learn.objectives import deepcluster
 from repr_learn.objectives import dino
 from repr_learn.objectives import finetune
 from repr_learn.objectives import ijepa
+from repr_learn.objectives import imported
 from repr_learn.objectives import mim
 from repr_learn.objectives import moco
 from repr_learn.objectives import nnclr
@@ -28,7 +29,8 @@ REGISTRY: dict[str, type[base.Objective]] = {
         byol.BYOL, byol.SimSiam, redundancy.BarlowTwins, redundancy.VICReg,
         align_uniform.AlignUniform, swav.SwAV, deepcluster.DeepClusterV2,
         deepcluster.SeLa, dino.DINO, scan.SCAN, dec.DEC,
-        mim.MAE, mim.SimMIM, mim.MaskFeat, data2vec.Data2Vec2, ijepa.IJEPA)
+        mim.MAE, mim.SimMIM, mim.MaskFeat, data2vec.Data2Vec2, ijepa.IJEPA,
+        imported.Imported)
 }
 
 

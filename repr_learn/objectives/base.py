@@ -62,6 +62,7 @@ class Objective:
       view over its own batch, as the official BYOL, SimSiam, Barlow Twins,
       VICReg and MoCo v3 code and every solo-learn recipe do (they call the
       network once per view); otherwise same-size views share one pass.
+    pixel_mean, pixel_std: the input normalisation (`config.model.pixel_*`).
   """
   config: ml_collections.ConfigDict
   network: nn.Module
@@ -72,6 +73,8 @@ class Objective:
   mesh: Mesh | None = None
   device_axis: str | None = None
   per_view_batchnorm: bool = False
+  pixel_mean: tuple[float, ...] = augment.IMAGENET_MEAN
+  pixel_std: tuple[float, ...] = augment.IMAGENET_STD
 
   # Subclasses override these class attributes.
   name: ClassVar[str] = "base"
@@ -101,6 +104,8 @@ class Objective:
   # `num_examples` real, and the jit mode splits them over the data axis, so a
   # device holds 1/devices of an ImageNet-sized bank (`extra_shardings`).
   dataset_sized_extra: ClassVar[tuple[str, ...]] = ()
+  # False for workdirs that only hold weights trained elsewhere (`imported`).
+  trainable: ClassVar[bool] = True
 
   def dataset_rows(self) -> int:
     """`num_examples` rounded up to a multiple of `DATASET_ROW_MULTIPLE` and

@@ -52,7 +52,7 @@ class SCAN(base.Objective):
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del extra
     neighbour_view = augment.make_views(rng, batch["neighbour_image"], self.views[:1],
-                                        augment.IMAGENET_MEAN, augment.IMAGENET_STD,
+                                        self.pixel_mean, self.pixel_std,
                                         self.device_axis, batch.get("neighbour_image_hw"))[0]
     # One forward over anchor, neighbour and strong views; both phases' losses
     # come from it and the step picks one. (A lax.cond over two forward passes
