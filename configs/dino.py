@@ -9,7 +9,7 @@
     | batch / epochs   | 16 GPUs x 64 = 1024 / 300, 10 warm-up epochs, cosine to 1e-6 | README.md full command, main_dino.py defaults |
     | optimizer        | AdamW lr 5e-4 x B/256, wd 0.04 -> 0.4 (cosine) on all but biases and 1-D params | main_dino.py, utils.get_params_groups |
     | clipping         | each parameter's gradient to norm 3          | main_dino.py --clip_grad, utils.clip_gradients |
-    | ViT-S/16         | drop path 0.1, learned positions interpolated to 96-px crops | main_dino.py --drop_path_rate, vision_transformer.py |
+    | ViT-S/16         | drop path 0.1, learned positions resampled to 96-px crops (bicubic at scale (grid + 0.1) / 14) | main_dino.py --drop_path_rate, vision_transformer.py interpolate_pos_encoding |
     | head             | 3-layer GELU MLP 2048 -> 256, no BN, 65536 prototypes, weight-normalised last layer with learned norm (`--norm_last_layer false`), frozen for epoch 1 | README.md, vision_transformer.py DINOHead |
     | teacher          | momentum 0.996 -> 1, centre momentum 0.9, temperature 0.04 -> 0.07 over 30 epochs; student 0.1 | README.md, main_dino.py |
     | crops            | 2 x 224 (0.4-1), BYOL's pair; 8 x 96 (0.05-0.4), blur 0.5 | main_dino.py DataAugmentationDINO, --local_crops_number 8 |
@@ -67,7 +67,8 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.optimizer.update(base_lr=0.3, lr_scaling="linear", weight_decay=1e-6)
   elif variant == "imagenet":
     c.model.update(backbone="vit_small", patch_size=16, pooling="cls",
-                   pos_embedding="learned", dtype="bfloat16", drop_path=0.1)
+                   pos_embedding="learned", pos_resample_offset=0.1, dtype="bfloat16",
+                   drop_path=0.1)
     c.batch_size = 1024
     c.num_epochs = 300.0
     c.augment.update(min_scale=0.4, num_local_crops=8, local_max_scale=0.4)

@@ -65,7 +65,7 @@ Variants (backbones and data as configs/common.py):
 | train view | random resized crop (0.08, 1), ratio (3/4, 4/3), flip | timm `create_transform` via util/datasets.py |
 | RandAugment rand-m9-mstd0.5-inc1 | NOT AVAILABLE (no on-device RandAugment yet) | main_finetune.py `--aa` |
 | random erasing 0.25 (pixel) | NOT AVAILABLE | FINETUNE.md `--reprob 0.25` |
-| pooling | the pretraining run's (cls here); MAE: global average of the patch tokens + a new LayerNorm (`fc_norm`) | main_finetune.py `--global_pool` (default True), models_vit.py |
+| pooling | global average of the patch tokens, then a LayerNorm (`fc_norm`; `model.pooling='gap_fc_norm'`) | main_finetune.py `--global_pool` (default True), models_vit.py |
 | head init | flax default (LeCun normal); MAE: trunc-normal std 2e-5 | main_finetune.py `trunc_normal_(model.head.weight, std=2e-5)` |
 | position embedding | the pretraining run's (fixed sin-cos); MAE makes it learnable when fine-tuning | models_vit.py |
 | precision | bfloat16 activations; MAE: float16 autocast | engine_finetune.py `torch.cuda.amp.autocast` |
@@ -74,10 +74,9 @@ Variants (backbones and data as configs/common.py):
 
 Where it differs, and why: RandAugment and random erasing have no on-device
 implementation in repr_learn/data yet (without them, and the other gaps above,
-expect a lower top-1 than 83.6); global-average pooling with `fc_norm` is not
-a `model.pooling` choice (our 'mean' drops the class token, so a class-token
-pretraining run's backbone would not load); the head initialiser is not a
-config field.
+expect a lower top-1 than 83.6); the `fc_norm` LayerNorm starts from the
+pretrained encoder's final norm (its parameters take that name here), where
+MAE creates a fresh one; the head initialiser is not a config field.
 """
 
 import ml_collections
@@ -128,7 +127,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.eval.every_steps = 2000
   elif variant == "imagenet":
     # MAE FINETUNE.md, ViT-B/16.
-    c.model.update(backbone="vit_base", patch_size=16, pooling="cls",
+    c.model.update(backbone="vit_base", patch_size=16, pooling="gap_fc_norm",
                    pos_embedding="sincos", dtype="bfloat16")
     c.model.projector.output_dim = 1000
     c.augment.update(crop_size=224, min_scale=0.08)

@@ -59,11 +59,15 @@ def random_resized_crop(rng, image, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 
     h, w = float(image.shape[0]), float(image.shape[1])
   else:
     h, w = hw[0].astype(jnp.float32), hw[1].astype(jnp.float32)
-  if sampler == "torchvision":
-    y0, x0, crop_h, crop_w = torchvision_crop_box(rng, h, w, scale, ratio)
-    return crop_and_resize(image, y0, x0, crop_h, crop_w, size)
-  if sampler != "clip":
+  if sampler not in CROP_SAMPLERS:
     raise ValueError(f"Unknown crop sampler {sampler!r}; use one of {CROP_SAMPLERS}.")
+  box = torchvision_crop_box if sampler == "torchvision" else clipped_crop_box
+  return crop_and_resize(image, *box(rng, h, w, scale, ratio), size)
+
+
+def clipped_crop_box(rng, h, w, scale, ratio):
+  """(top, left, height, width) of one box whose sides are clipped to the image
+  (the sampler of runs made before `torchvision_crop_box`)."""
   area_rng, ratio_rng, y_rng, x_rng = jax.random.split(rng, 4)
   area = jax.random.uniform(area_rng, (), minval=scale[0], maxval=scale[1]) * h * w
   log_ratio = jax.random.uniform(ratio_rng, (), minval=jnp.log(ratio[0]),
@@ -73,7 +77,7 @@ def random_resized_crop(rng, image, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 
   crop_h = jnp.clip(jnp.sqrt(area / aspect), 1.0, h)
   y0 = jax.random.uniform(y_rng, ()) * (h - crop_h)
   x0 = jax.random.uniform(x_rng, ()) * (w - crop_w)
-  return crop_and_resize(image, y0, x0, crop_h, crop_w, size)
+  return y0, x0, crop_h, crop_w
 
 
 def torchvision_crop_box(rng, h, w, scale, ratio):
