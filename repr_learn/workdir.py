@@ -52,9 +52,9 @@ def _leaves(tree, prefix: str) -> dict:
 
 
 def identity_differences(old: dict, new: dict) -> list[str]:
-  """'field: old -> new' for each identity field that differs (`new` compared
-  as config.json stores it: tuples are lists there)."""
-  new = json.loads(json.dumps(new, default=str))
+  """'field: old -> new' for each identity field that differs (both compared
+  as config.json stores them: tuples are lists there)."""
+  old, new = (json.loads(json.dumps(tree, default=str)) for tree in (old, new))
   diffs = []
   for key in IDENTITY_KEYS:
     a, b = _leaves(_lookup(old, key), key), _leaves(_lookup(new, key), key)

@@ -27,6 +27,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import pytest
 
+try:
+  # torchvision's compiled ops segfault when they load after TensorFlow (which
+  # TFDS brings in); where the live interop tests can run, load them first.
+  import torchvision  # pylint: disable=g-import-not-at-top,unused-import
+except ImportError:
+  pass
+
 
 def pytest_configure(config):
   """A persistent XLA compilation cache for this test process.

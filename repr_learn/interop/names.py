@@ -156,10 +156,10 @@ def resnet_to_torch(params: PyTree, batch_stats: PyTree) -> dict[str, np.ndarray
       out[f"{prefix}.weight"] = _conv_out(np.asarray(node["kernel"]))
       continue
     stat = batch_stats[path[0]] if len(path) == 1 else batch_stats[path[0]][path[1]]
-    out[f"{prefix}.weight"] = np.asarray(node["scale"], np.float32)
-    out[f"{prefix}.bias"] = np.asarray(node["bias"], np.float32)
-    out[f"{prefix}.running_mean"] = np.asarray(stat["mean"], np.float32)
-    out[f"{prefix}.running_var"] = np.asarray(stat["var"], np.float32)
+    out[f"{prefix}.weight"] = np.array(node["scale"], np.float32)
+    out[f"{prefix}.bias"] = np.array(node["bias"], np.float32)
+    out[f"{prefix}.running_mean"] = np.array(stat["mean"], np.float32)
+    out[f"{prefix}.running_var"] = np.array(stat["var"], np.float32)
     out[f"{prefix}.num_batches_tracked"] = np.zeros((), np.int64)
   return out
 
