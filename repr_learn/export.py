@@ -136,8 +136,7 @@ def export(workdir: str, fmt: str, out: str, projector: bool = False) -> str:
   metadata = {"format": "pt", "source": run.workdir, "step": run.step}
   checkpoint_files.write_safetensors(os.path.join(out, "model.safetensors"), state_dict, metadata)
   if projector and "projector" in params:
-    head = _torch_layout({"params": params["projector"],
-                          "batch_stats": stats.get("projector", {})})
+    head = {**_torch_layout(params["projector"]), **_torch_layout(stats.get("projector", {}))}
     checkpoint_files.write_safetensors(os.path.join(out, "projector.safetensors"), head, metadata)
   with open(os.path.join(out, "config.json"), "w") as f:
     json.dump(info, f, indent=2)

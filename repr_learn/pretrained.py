@@ -9,6 +9,7 @@ resampled when the resolution changes.
 """
 
 import dataclasses
+import json
 import os
 from typing import Any
 
@@ -16,6 +17,7 @@ from absl import logging
 import jax
 
 from repr_learn import checkpointing
+from repr_learn import config_schema
 from repr_learn.models import vit
 
 PyTree = Any
@@ -30,10 +32,26 @@ class Pretrained:
 
 
 def load(workdir: str) -> Pretrained:
-  """The latest checkpoint of the run in `workdir`."""
+  """The latest checkpoint of the run in `workdir`. A run trained before the
+  standard numerics became the defaults is named in a warning: the new run
+  computes with its own config's numerics."""
+  workdir_abs = os.path.abspath(os.path.expanduser(workdir))
   params, batch_stats, step = checkpointing.read_latest_variables(
-      os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints"))
+      os.path.join(workdir_abs, "checkpoints"))
+  _warn_if_legacy_numerics(workdir_abs)
   return Pretrained(params=params, batch_stats=batch_stats, source=workdir, step=step)
+
+
+def _warn_if_legacy_numerics(workdir: str) -> None:
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      missing = config_schema.missing_legacy_fields(json.load(f))
+  except (OSError, ValueError):
+    return
+  if missing:
+    logging.warning("%s was trained with %s; this run uses its own config's values (set "
+                    "them to match if the encoder should compute as it was trained).", workdir,
+                    ", ".join(f"{k}={v!r}" for k, v in missing.items()))
 
 
 def _same_shapes(a, b) -> bool:

@@ -107,6 +107,33 @@ def test_same_padding_breaks_torchvision_parity():
   assert not _close(features, arrays["features"], tol=1e-3)
 
 
+# --- Name maps round trip --------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["torchvision_resnet18", "torchvision_resnet_bottleneck"])
+def test_resnet_names_round_trip_exactly(case):
+  meta, _ = _golden(case)
+  state_dict = _state_dict(meta)
+  params, stats, _ = names.resnet_from_torch(state_dict)
+  _assert_same(names.resnet_to_torch(params, stats), state_dict)
+  again, again_stats, _ = names.resnet_from_torch(names.resnet_to_torch(params, stats))
+  jax.tree.map(np.testing.assert_array_equal, (again, again_stats), (params, stats))
+
+
+@pytest.mark.parametrize("case", sorted(_VIT_CASES))
+def test_vit_names_round_trip_exactly(case):
+  """ours -> timm -> ours is exact for every layout; timm -> ours -> timm too
+  where positions have no class slot (elsewhere the slot is folded into the
+  class token, which is the same network: see test_vit_reproduces_timm)."""
+  meta, _ = _golden(case)
+  state_dict = _state_dict(meta)
+  params, layout = names.vit_from_timm(state_dict, num_heads=2)
+  exported = names.vit_to_timm(params, grid=layout.grid, fc_norm=layout.fc_norm)
+  jax.tree.map(np.testing.assert_array_equal, names.vit_from_timm(exported, 2)[0], params)
+  if state_dict["pos_embed"].shape[1] == layout.grid ** 2:
+    _assert_same(exported, state_dict)
+
+
 # --- Position resampling against torch.nn.functional.interpolate -----------------
 
 

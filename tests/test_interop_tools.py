@@ -92,8 +92,12 @@ def test_torchvision_resnet_imports_and_exports_bit_exact(tmp_path):
   features = _features(run, arrays["input"])
   assert np.abs(features - arrays["features"]).max() <= 1e-5 * np.abs(arrays["features"]).max()
   out = str(tmp_path / "tv_out")
-  export.main(["export", f"--workdir={workdir}", "--format=torchvision", f"--out={out}"])
+  export.main(["export", f"--workdir={workdir}", "--format=torchvision", f"--out={out}",
+               "--projector"])
   exported = checkpoint_files.read(os.path.join(out, "model.safetensors"))
+  projector = checkpoint_files.read(os.path.join(out, "projector.safetensors"))
+  np.testing.assert_array_equal(projector["dense_0.weight"],
+                                np.asarray(run.state.params["projector"]["dense_0"]["kernel"]).T)
   assert sorted(exported) == sorted(state_dict)
   for key, value in state_dict.items():
     np.testing.assert_array_equal(exported[key], value, err_msg=key)

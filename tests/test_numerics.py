@@ -10,6 +10,7 @@ import numpy as np
 from configs import simclr
 from repr_learn import config_schema
 from repr_learn import finished_run
+from repr_learn import pretrained
 from repr_learn import workdir as workdir_lib
 from repr_learn.models import resnet
 from repr_learn.models import vit
@@ -99,3 +100,9 @@ def test_exact_gelu_is_the_default():
   tokens = exact.apply(variables, x, method=exact.encode)["tokens"]
   expected = tanh.apply(variables, x, method=tanh.encode)["tokens"]
   assert 1e-7 < float(jnp.max(jnp.abs(tokens - expected))) < 1e-2
+
+
+def test_init_from_a_run_made_before_warns(tmp_path, caplog):
+  _old_config_json(str(tmp_path), simclr.get_config("smoke"))
+  pretrained._warn_if_legacy_numerics(str(tmp_path))  # pylint: disable=protected-access
+  assert "model.resnet_padding='same'" in caplog.text
