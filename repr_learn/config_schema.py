@@ -179,14 +179,19 @@ _CHOICES = {
 }
 
 
-# Fields whose default became the field's standard numerics (torchvision/timm
-# parity, issue 20): a config.json written before the field existed was trained
-# with the value here, and keeps computing with it when evaluated or resumed.
+# Fields added with the standard numerics (torchvision/timm parity, issue 20): a
+# config.json written before they existed was trained with the value here, and
+# keeps computing with it when evaluated or resumed. The first four changed
+# default; the rest are what the code did before they were options.
 LEGACY_VALUES = {
     "model.resnet_padding": "same",
     "model.gelu": "tanh",
     "model.pos_resample": "bicubic_antialias",
     "augment.crop_sampler": "clip",
+    "model.pos_resample_offset": 0.0,
+    "model.num_registers": 0,
+    "model.pixel_mean": [0.485, 0.456, 0.406],
+    "model.pixel_std": [0.229, 0.224, 0.225],
 }
 
 
@@ -320,6 +325,10 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
     raise ValueError("config.model.freeze_patch_embed keeps the patch projection at init, but "
                      "weight decay would still shrink it; add 'patch_embed' to "
                      "config.optimizer.no_decay_names.")
+  if config.model.pooling == "gap_fc_norm" and (config.model.post_norm
+                                                or config.model.decoder.kind != "none"):
+    raise ValueError("config.model.pooling='gap_fc_norm' leaves the tokens un-normalised, which "
+                     "post-LN blocks and masked-modeling decoders do not expect; use 'gap'.")
   if config.parallel.mode == "jit" and config.parallel.sync_batchnorm is False:
     raise ValueError("BatchNorm statistics are always global in parallel.mode=jit; for "
                      "per-device BatchNorm set --config.parallel.mode=pmap.")

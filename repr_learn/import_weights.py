@@ -87,12 +87,19 @@ def _vit_model(config: ml_collections.ConfigDict, state_dict: dict, hints: sourc
                             "(width, depth, mlp_dim)")
   heads = num_heads or hints.num_heads or vit.VIT_SIZES[backbone][2]
   params, layout = names.vit_from_timm(state_dict, heads)
+  if layout.fc_norm and not layout.class_token:
+    raise names.LayoutError("A ViT without a class token but with fc_norm has no pooling here "
+                            "('mean' normalises the tokens before averaging).")
   if not pooling:
     pooling = hints.pooling or ("gap_fc_norm" if layout.fc_norm else
                                 "cls" if layout.class_token else "mean")
   if (pooling == "mean") == layout.class_token:
     raise ValueError(f"--pooling={pooling} does not fit weights "
                      f"{'with' if layout.class_token else 'without'} a class token.")
+  if (pooling == "gap_fc_norm") != layout.fc_norm:
+    raise ValueError(f"--pooling={pooling} does not fit weights "
+                     f"{'with' if layout.fc_norm else 'without'} fc_norm: use "
+                     f"{'gap_fc_norm' if layout.fc_norm else 'cls, gap or mean'}.")
   grid = layout.grid
   if image_size:
     if image_size % layout.patch_size:
@@ -127,11 +134,11 @@ def build(checkpoint: str, fmt: str, *, key: str = "", num_heads: int = 0, pooli
   config.batch_size = 8
   config.model.projector.update(num_layers=1, output_dim=16)
   if hints.family == "resnet":
+    if num_heads or pooling:
+      raise ValueError("--num_heads and --pooling apply to ViTs; this is a ResNet.")
     params, stats = _resnet_model(config, state_dict)
     config.augment.crop_size = image_size or 224
   else:
-    if pooling == "" and hints.pooling:
-      pooling = hints.pooling
     params, stats = _vit_model(config, state_dict, hints, num_heads, pooling, image_size)
   config.model.pixel_mean = tuple(float(m) for m in mean) or hints.mean
   config.model.pixel_std = tuple(float(s) for s in std) or hints.std

@@ -85,6 +85,11 @@ def _title(workdir: str) -> str:
     return name
 
 
+def has_metrics(workdir: str) -> bool:
+  """Whether the run logged training metrics (an imported workdir trained nothing)."""
+  return os.path.isfile(os.path.join(workdir, metric_logging.METRICS_FILE))
+
+
 def plot_curves(workdir: str) -> str:
   """DIR/plots/curves.png: one panel per kind of curve that metrics.jsonl has."""
   workdir = os.path.abspath(workdir)
@@ -196,7 +201,11 @@ def main(argv: Sequence[str]) -> None:
       raise ValueError("Pass one run directory: python -m repr_learn.plot DIR.")
     workdir = positional[0]
     finished_run.read_config(workdir)  # Fails early, in one line, on a non-workdir.
-    print(f"Wrote {plot_curves(workdir)}")
+    if has_metrics(workdir):
+      print(f"Wrote {plot_curves(workdir)}")
+    else:
+      print(f"{workdir} has no {metric_logging.METRICS_FILE} (nothing trained there, e.g. "
+            "imported weights): no training curves.")
     arrays = embed.embeddings(finished_run.load(workdir, overrides), _FLAGS.split)
     print(f"Wrote {plot_embedding(workdir, arrays['embeddings'], arrays['labels'])}")
   except finished_run.ERRORS as e:

@@ -61,27 +61,44 @@ def _same_shapes(a, b) -> bool:
     return False
 
 
-def _without_pretraining_only_leaves(target: PyTree, source: PyTree) -> PyTree:
-  """`source` restricted to the leaves `target` has (a masked-modeling encoder's
-  mask token is not part of the fine-tuned network), with learned position
-  embeddings resampled to the target's grid."""
+# Backbone weights only pretraining uses (a masked-modeling encoder's mask token):
+# left behind without a word. Any other weight the new network has no place for
+# is refused, naming the option that would keep it.
+PRETRAINING_ONLY = ("mask_token",)
+_KEEPS = {"pos_embedding": "model.pos_embedding='learned'",
+          "gamma1": "model.layer_scale > 0", "gamma2": "model.layer_scale > 0",
+          "register_tokens": "model.num_registers", "cls_token": "a pooling with a class token"}
+
+
+def _without_pretraining_only_leaves(target: PyTree, source: PyTree,
+                                     resample: tuple[str, float]) -> PyTree:
+  """`source` restricted to the leaves `target` has, with learned position
+  embeddings resampled to the target's grid by the target's method."""
   if not isinstance(target, dict) or not isinstance(source, dict):
     return source
+  dropped = sorted(set(source) - set(target) - set(PRETRAINING_ONLY))
+  if dropped:
+    keep = sorted({_KEEPS[k] for k in dropped if k in _KEEPS})
+    raise ValueError(f"model.init_from: the new network has no place for the pretrained "
+                     f"{', '.join(dropped)}" + (f"; set {' and '.join(keep)}" if keep else "")
+                     + " to keep them.")
   out = {}
   for key, value in target.items():
     if key not in source:
       return source  # Structures differ: let the shape check reject it.
-    out[key] = _without_pretraining_only_leaves(value, source[key])
+    out[key] = _without_pretraining_only_leaves(value, source[key], resample)
     if key == "pos_embedding" and hasattr(value, "shape") and out[key].shape != value.shape:
       out[key] = vit.resample_positions(jax.numpy.asarray(out[key]),
-                                        int(round(value.shape[0] ** 0.5)))
+                                        int(round(value.shape[0] ** 0.5)), *resample)
   return out
 
 
 def merge(params: PyTree, batch_stats: PyTree, pretrained: Pretrained,
-          parts: tuple[str, ...] | None = None) -> tuple[PyTree, PyTree]:
+          parts: tuple[str, ...] | None = None,
+          resample: tuple[str, float] = ("bicubic", 0.0)) -> tuple[PyTree, PyTree]:
   """`params`/`batch_stats` with every part (of `parts`, None: any) whose shapes
-  match taken from `pretrained`; raises when the backbones differ."""
+  match taken from `pretrained`; raises when the backbones differ. `resample`:
+  the new network's (model.pos_resample, model.pos_resample_offset)."""
   params, batch_stats = dict(params), dict(batch_stats)
   copied = []
   for name in params:
@@ -89,7 +106,7 @@ def merge(params: PyTree, batch_stats: PyTree, pretrained: Pretrained,
       continue
     source = pretrained.params.get(name)
     if source is not None and name == "backbone":
-      source = _without_pretraining_only_leaves(params[name], source)
+      source = _without_pretraining_only_leaves(params[name], source, resample)
     if source is None or not _same_shapes(params[name], source):
       continue
     stats = pretrained.batch_stats.get(name)

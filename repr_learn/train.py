@@ -230,8 +230,9 @@ def _init_fn(objective, config, image_size, pretrained=None):
     params = variables["params"]
     batch_stats = variables.get("batch_stats", {})
     if pretrained is not None:
-      params, batch_stats = pretrained_lib.merge(params, batch_stats, pretrained,
-                                                 objective.pretrained_parts)
+      params, batch_stats = pretrained_lib.merge(
+          params, batch_stats, pretrained, objective.pretrained_parts,
+          (config.model.pos_resample, config.model.pos_resample_offset))
     extra = objective.init_extra(extra_rng, {"params": params, "batch_stats": batch_stats})
     return params, batch_stats, extra
 

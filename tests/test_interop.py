@@ -259,7 +259,11 @@ def test_official_layouts_unwrap_to_the_same_backbone():
   _assert_same(sources.unwrap(mocov3, "mocov3")[0], base)
   _assert_same(sources.unwrap(ijepa, "ijepa")[0], ijepa_base)
   _assert_same(sources.unwrap(ibot, "ibot")[0], base)
+  released_ibot = {"state_dict": {**base, "masked_embed": np.zeros((1, 32), np.float32)}}
+  _assert_same(sources.unwrap(released_ibot, "ibot")[0], base)
   assert sources.unwrap(dino, "dino")[1].pos_resample_offset == 0.1
+  with pytest.raises(names.LayoutError, match="--key=teachr is not in this checkpoint"):
+    sources.unwrap(dino, "dino", "teachr")
 
 
 def test_dinov2_layout_with_registers_and_chunked_blocks():
@@ -272,6 +276,9 @@ def test_dinov2_layout_with_registers_and_chunked_blocks():
   official["mask_token"] = np.zeros((1, 32), np.float32)
   sd, hints = sources.unwrap({"teacher": _prefixed(official, "backbone.")}, "dinov2")
   _assert_same(sd, base)
+  fvcore = {"model": {**_prefixed(official, "teacher.backbone."),
+                      **_prefixed(official, "student.backbone.")}}
+  _assert_same(sources.unwrap(fvcore, "dinov2")[0], base)
   assert hints.pos_resample == "bicubic_antialias" and hints.pos_resample_offset == 0.0
 
 

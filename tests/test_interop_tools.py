@@ -18,6 +18,7 @@ from repr_learn import evaluate
 from repr_learn import export
 from repr_learn import finished_run
 from repr_learn import import_weights
+from repr_learn import plot
 from repr_learn import pretrained
 from repr_learn.interop import checkpoint_files
 from repr_learn.interop import names
@@ -66,6 +67,8 @@ def test_timm_vit_imports_evaluates_and_exports_back(tmp_path):
                  "--config.eval.random_init_baseline=false"])
   with open(os.path.join(workdir, "eval", "knn.json")) as f:
     assert 0.0 <= json.load(f)["top1"] <= 100.0
+  plot.main(["plot", workdir])  # no training curves to draw: the embedding only
+  assert os.path.isfile(os.path.join(workdir, "plots", "embedding.png"))
   # model.init_from reads it as it reads a trained run.
   np.testing.assert_array_equal(pretrained.load(workdir).params["backbone"]["cls_token"],
                                 run.state.params["backbone"]["cls_token"])

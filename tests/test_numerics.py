@@ -6,6 +6,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import simclr
 from repr_learn import config_schema
@@ -106,3 +107,16 @@ def test_init_from_a_run_made_before_warns(tmp_path, caplog):
   _old_config_json(str(tmp_path), simclr.get_config("smoke"))
   pretrained._warn_if_legacy_numerics(str(tmp_path))  # pylint: disable=protected-access
   assert "model.resnet_padding='same'" in caplog.text
+
+
+def test_init_from_refuses_to_drop_pretrained_weights_silently():
+  source = {"backbone": {"norm": {"scale": np.ones(4)}, "pos_embedding": np.ones((4, 4)),
+                         "mask_token": np.ones((1, 1, 4))}}
+  target = {"backbone": {"norm": {"scale": np.zeros(4)}}}
+  run = pretrained.Pretrained(params=source, batch_stats={}, source="run", step=1)
+  with pytest.raises(ValueError, match=r"no place for the pretrained pos_embedding; set "
+                                       r"model.pos_embedding='learned'"):
+    pretrained.merge(target, {}, run)
+  del source["backbone"]["pos_embedding"]  # the mask token alone is left behind quietly
+  merged, _ = pretrained.merge(target, {}, run)
+  np.testing.assert_array_equal(merged["backbone"]["norm"]["scale"], np.ones(4))

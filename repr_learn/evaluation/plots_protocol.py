@@ -23,6 +23,7 @@ class PlotsProtocol(protocols.Protocol):
     result = {"step": int(step), **self.context.describe()}
     if jax.process_index() == 0:
       from repr_learn import plot  # pylint: disable=g-import-not-at-top (matplotlib is heavy)
-      result.update(curves=plot.plot_curves(workdir),
-                    embedding=plot.plot_embedding(workdir, features, labels))
+      if plot.has_metrics(workdir):
+        result["curves"] = plot.plot_curves(workdir)
+      result["embedding"] = plot.plot_embedding(workdir, features, labels)
     return result

@@ -50,7 +50,8 @@ def _flatten(tree: dict, prefix=()) -> dict:
 def _take_all(state_dict: dict, used: set, what: str) -> None:
   unplaced = sorted(set(state_dict) - used)
   if unplaced:
-    shown = ", ".join(unplaced[:8]) + (f" and {len(unplaced) - 8} more" if len(unplaced) > 8 else "")
+    more = f" and {len(unplaced) - 8} more" if len(unplaced) > 8 else ""
+    shown = ", ".join(unplaced[:8]) + more
     raise LayoutError(f"{what}: could not place {len(unplaced)} keys ({shown}).")
 
 
@@ -229,6 +230,9 @@ def vit_from_timm(state_dict: dict, num_heads: int) -> tuple[PyTree, ViTLayout]:
   used = set()
 
   def take(key):
+    if key not in sd:
+      raise LayoutError(f"timm ViT: {key} is missing (a layout this codebase's ViT does not "
+                        "have, e.g. attention without biases).")
     used.add(key)
     return np.asarray(sd[key], np.float32)
 
@@ -255,8 +259,10 @@ def vit_from_timm(state_dict: dict, num_heads: int) -> tuple[PyTree, ViTLayout]:
                     "bias": take(b + "attn.qkv.bias").reshape(3, h, d // h)},
             "out": {"kernel": take(b + "attn.proj.weight").T.reshape(h, d // h, d).copy(),
                     "bias": take(b + "attn.proj.bias")}},
-        "mlp_in": {"kernel": take(b + "mlp.fc1.weight").T.copy(), "bias": take(b + "mlp.fc1.bias")},
-        "mlp_out": {"kernel": take(b + "mlp.fc2.weight").T.copy(), "bias": take(b + "mlp.fc2.bias")},
+        "mlp_in": {"kernel": take(b + "mlp.fc1.weight").T.copy(),
+                   "bias": take(b + "mlp.fc1.bias")},
+        "mlp_out": {"kernel": take(b + "mlp.fc2.weight").T.copy(),
+                    "bias": take(b + "mlp.fc2.bias")},
     }
     if layout.layer_scale:
       block["gamma1"] = take(b + "ls1.gamma")

@@ -35,8 +35,10 @@ def resnet(block: str, layers, width: int = 64, stem: str = "imagenet"):
       model.conv1 = torch.nn.Conv2d(3, width, 7, 2, 3, bias=False)
     model.bn1 = torch.nn.BatchNorm2d(width)
     for i, blocks in enumerate(layers):
-      setattr(model, f"layer{i + 1}",
-              model._make_layer(block_cls, width * 2 ** i, blocks, stride=1 if i == 0 else 2))  # pylint: disable=protected-access
+      # torchvision's own stage builder, at our widths.
+      stage = model._make_layer(block_cls, width * 2 ** i, blocks,  # pylint: disable=protected-access
+                                stride=1 if i == 0 else 2)
+      setattr(model, f"layer{i + 1}", stage)
   model.fc = torch.nn.Identity()
   return model
 

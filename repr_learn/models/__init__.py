@@ -89,7 +89,8 @@ def build_backbone(config: ml_collections.ConfigDict, image_size: int = 224,
   if config.backbone in resnet.RESNET_DEPTHS:
     stages, block = resnet.RESNET_DEPTHS[config.backbone]
     return resnet.ResNet(stage_sizes=stages, block=block, width=config.width,
-                         stem=config.stem, padding=config.resnet_padding, bn_axis_name=bn_axis_name, dtype=dtype,
+                         stem=config.stem, padding=config.resnet_padding,
+                         bn_axis_name=bn_axis_name, dtype=dtype,
                          name="backbone")
   if config.backbone in vit.VIT_SIZES:
     width, depth, heads_, mlp_dim = vit.VIT_SIZES[config.backbone]
@@ -150,7 +151,8 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
   projector = heads.MLPHead(hidden_dim=proj.hidden_dim, output_dim=proj.output_dim,
                             num_layers=proj.num_layers, last_bn=proj.last_bn,
                             use_bn=proj.use_bn, activation=proj.activation,
-                            approximate_gelu=config.gelu == "tanh", bn_axis_name=bn_axis_name, dtype=dtype, name="projector")
+                            approximate_gelu=config.gelu == "tanh",
+                            bn_axis_name=bn_axis_name, dtype=dtype, name="projector")
   predictor = None
   if config.predictor.num_layers > 0:
     pred = config.predictor
