@@ -164,7 +164,7 @@ def _time_augmentation(objective, batch, *, steps: int, warmup: int) -> list[flo
   the objective's views, jitted on its own): its share of the step, roughly,
   since inside the step XLA may fuse it with the network's first layers."""
   draw = jax.jit(lambda rng, images: augment.make_views(
-      rng, images, objective.views, augment.IMAGENET_MEAN, augment.IMAGENET_STD,
+      rng, images, objective.views, objective.pixel_mean, objective.pixel_std,
       image_hw=batch.get("image_hw")))
   rng = jax.random.key(0)
   jax.block_until_ready(draw(rng, batch["image"]))
