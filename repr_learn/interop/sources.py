@@ -23,10 +23,8 @@ import re
 
 import numpy as np
 
+from repr_learn.data import augment
 from repr_learn.interop import names
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +35,8 @@ class Hints:
   pooling: str = ""                # '' : from the layout (cls, mean, gap_fc_norm)
   pos_resample: str = "bicubic"
   pos_resample_offset: float = 0.0
-  mean: tuple[float, ...] = IMAGENET_MEAN
-  std: tuple[float, ...] = IMAGENET_STD
+  mean: tuple[float, ...] = augment.IMAGENET_MEAN
+  std: tuple[float, ...] = augment.IMAGENET_STD
 
 
 def _unwrap(checkpoint: dict, keys: tuple[str, ...], asked: str = "") -> dict:
