@@ -137,7 +137,7 @@ def predictor(c: ml_collections.ConfigDict, *, hidden: int, layers: int = 2,
 
 def multicrop(c: ml_collections.ConfigDict, *, variant: str) -> None:
   """SwAV's 2 global + 6 local crops, scaled down on the CPU variants."""
-  if c.augment.recipe not in ("multicrop", "multicrop_byol"):
+  if c.augment.recipe not in ("multicrop", "multicrop_byol", "multicrop_dinov2"):
     c.augment.recipe = "multicrop"
   c.augment.min_scale = 0.14
   c.augment.local_min_scale = 0.05

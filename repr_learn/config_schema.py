@@ -41,6 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.augment.local_crop_size = 96    # their output size
   c.augment.local_min_scale = 0.05  # their crop area fraction range
   c.augment.local_max_scale = 0.14
+  c.augment.blur_kernel_size = 0    # Gaussian blur taps; 0: about 10% of the crop side (SimCLR, BYOL); DINOv2: 9
   c.augment.crop_sampler = "torchvision"  # random-resized crop boxes: torchvision's 10 tries + centre fallback | clip (runs made before)
 
   c.model = ml_collections.ConfigDict()
@@ -63,6 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.num_registers = 0         # ViT only: register tokens after the class token (DINOv2 reg: 4)
   c.model.attention = "xla"         # ViT only: 'xla', or 'cudnn' (its fused kernel where it applies, on GPUs)
   c.model.drop_path = 0.0           # ViT only: stochastic depth, linear over blocks to this rate
+  c.model.drop_path_uniform = False  # ViT only: the same drop_path in every block (DINOv2)
   c.model.layer_scale = 0.0         # ViT only: > 0 scales residual branches by a learned gamma (SimMIM 0.1)
   c.model.post_norm = False         # ViT only: post-LayerNorm blocks (data2vec 2.0)
   c.model.mask_token = False        # ViT only: a learned token replaces masked patches (SimMIM, MaskFeat)
@@ -89,6 +91,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.prototypes.num_prototypes = 0  # 0: none; SwAV/DINO/SeLa/DEC set K
   c.model.prototypes.kind = "cosine"     # cosine (SwAV, DINO, SeLa) | student_t (DEC)
   c.model.prototypes.learned_norm = False  # cosine: learned per-prototype norm (DINO --norm_last_layer false)
+  c.model.patch_head = ml_collections.ConfigDict()  # iBOT/DINOv2: DINO heads on the class and patch tokens
+  c.model.patch_head.kind = "none"  # none | shared (the class-token head also scores patches) | separate (its own, sized below)
+  c.model.patch_head.hidden_dim = 2048
+  c.model.patch_head.output_dim = 256
+  c.model.patch_head.num_layers = 3
+  c.model.patch_head.num_prototypes = 8192
   c.model.init_from = config_dict.placeholder(str)  # workdir of a pretraining run (SCAN, DEC)
 
   c.objective = ml_collections.ConfigDict()
@@ -98,7 +106,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "lars"         # lars | sgd | adamw | adam (torch Adam: L2 in the gradient, SCAN)
   c.optimizer.base_lr = 1.0         # before batch-size scaling
-  c.optimizer.lr_scaling = "linear" # linear (x batch/256) | sqrt (x sqrt(batch)) | none
+  c.optimizer.lr_scaling = "linear" # linear (x batch/256) | sqrt (x sqrt(batch)) | sqrt_wrt_1024 (x sqrt(batch/1024): DINOv2) | none
   c.optimizer.warmup_epochs = 10.0
   c.optimizer.schedule = "cosine"   # cosine (to min_lr) | steps (x lr_decay_factor at each of lr_decay_epochs: NPID) | constant
   c.optimizer.lr_decay_epochs = ()  # steps schedule: epochs where the lr drops
@@ -106,6 +114,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.weight_decay = 1e-6
   c.optimizer.weight_decay_end = config_dict.placeholder(float)  # None: constant; else cosine to it
   c.optimizer.clip_each_parameter_norm = 0.0  # > 0: each tensor's gradient norm clipped (DINO: 3.0)
+  c.optimizer.clip_each_module_norm = 0.0  # > 0: the gradient norm of each top-level module (backbone, each head) clipped (DINOv2: 3.0)
+  c.optimizer.patch_embed_lr_scale = 1.0  # ViT patch projection's lr x this (DINOv2: 0.2)
   c.optimizer.momentum = 0.9
   c.optimizer.trust_coefficient = 0.001  # LARS eta
   c.optimizer.lars_variant = "optax"  # LARS: 'optax' (optax.lars) or 'solo_learn' (optim.solo_learn_lars: the CIFAR recipes')
@@ -176,6 +186,8 @@ _CHOICES = {
     ("model.decoder", "kind"): ("none", "transformer", "linear", "conv", "predictor"),
     ("model.projector", "activation"): ("relu", "gelu"),
     ("model.prototypes", "kind"): ("cosine", "student_t"),
+    ("model.patch_head", "kind"): ("none", "shared", "separate"),
+    ("optimizer", "lr_scaling"): ("linear", "sqrt", "sqrt_wrt_1024", "none"),
 }
 
 
@@ -276,7 +288,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 # Integer fields that must be >= 1, and numeric fields that must be >= 0.
 _AT_LEAST_ONE = ("batch_size", "eval.batch_size", "log_every_steps", "checkpoint_every_steps",
                  "keep_checkpoints")
-_NON_NEGATIVE = ("eval.every_steps", "model.num_heads", "model.num_registers", "optimizer.weight_decay", "optimizer.warmup_epochs",
+_NON_NEGATIVE = ("eval.every_steps", "model.num_heads", "model.num_registers",
+                 "optimizer.weight_decay", "optimizer.warmup_epochs",
+                 "optimizer.clip_each_module_norm", "augment.blur_kernel_size",
                  "optimizer.warmup_start_lr", "optimizer.min_lr", "optimizer.clip_global_norm",
                  "optimizer.bias_lr_scale")
 
@@ -343,6 +357,16 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
   checks = (
       ("model.num_heads", vit, "a ViT backbone"),
       ("model.freeze_patch_embed", vit, "a ViT backbone"),
+      ("model.drop_path_uniform", vit, "a ViT backbone"),
+      ("optimizer.patch_embed_lr_scale", vit, "a ViT backbone"),
+      ("model.patch_head.hidden_dim", model.patch_head.kind == "separate",
+       "model.patch_head.kind='separate'"),
+      ("model.patch_head.output_dim", model.patch_head.kind == "separate",
+       "model.patch_head.kind='separate'"),
+      ("model.patch_head.num_layers", model.patch_head.kind == "separate",
+       "model.patch_head.kind='separate'"),
+      ("model.patch_head.num_prototypes", model.patch_head.kind == "separate",
+       "model.patch_head.kind='separate'"),
       ("model.num_registers", vit and model.decoder.kind == "none",
        "a ViT backbone without a masked-modeling decoder (their heads read patch tokens "
        "after the class token only)"),
@@ -354,8 +378,10 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
       ("model.predictor.last_bn", model.predictor.num_layers > 0,
        "a predictor (model.predictor.num_layers > 0)"),
       ("optimizer.lr_decay_factor", opt.schedule == "steps", "optimizer.schedule='steps'"),
-      ("augment.solarize_probs", aug.recipe in ("byol", "multicrop_byol"),
-       "augment.recipe 'byol' or 'multicrop_byol'"),
+      ("augment.solarize_probs", aug.recipe in ("byol", "multicrop_byol", "multicrop_dinov2"),
+       "augment.recipe 'byol', 'multicrop_byol' or 'multicrop_dinov2'"),
+      ("augment.blur_kernel_size", aug.recipe == "multicrop_dinov2",
+       "augment.recipe 'multicrop_dinov2'"),
   )
   for key, applies, needs in checks:
     if not applies and _get(config, key) != _get(defaults, key):

@@ -14,7 +14,7 @@ import ml_collections
 import optax
 
 OPTIMIZERS = ("lars", "sgd", "adamw", "adam")
-LR_SCALINGS = ("linear", "sqrt", "none")
+LR_SCALINGS = ("linear", "sqrt", "sqrt_wrt_1024", "none")
 
 
 def scaled_learning_rate(config: ml_collections.ConfigDict, batch_size: int) -> float:
@@ -22,12 +22,15 @@ def scaled_learning_rate(config: ml_collections.ConfigDict, batch_size: int) -> 
 
   'linear': base_lr * batch / 256 (Goyal et al.; SimCLR with LARS at large
   batch). 'sqrt': base_lr * sqrt(batch) (SimCLR appendix B.1, better for small
-  batches and long schedules). 'none': base_lr as given.
+  batches and long schedules). 'sqrt_wrt_1024': base_lr * sqrt(batch / 1024)
+  (DINOv2's `scaling_rule`). 'none': base_lr as given.
   """
   if config.lr_scaling == "linear":
     return config.base_lr * batch_size / 256
   if config.lr_scaling == "sqrt":
     return config.base_lr * math.sqrt(batch_size)
+  if config.lr_scaling == "sqrt_wrt_1024":
+    return config.base_lr * math.sqrt(batch_size / 1024)
   if config.lr_scaling == "none":
     return config.base_lr
   raise ValueError(f"Unknown optimizer.lr_scaling {config.lr_scaling!r}; "
@@ -121,6 +124,33 @@ def clip_each_parameter_norm(max_norm: float) -> optax.GradientTransformation:
   return optax.stateless(clip)
 
 
+def clip_each_module_norm(max_norm: float) -> optax.GradientTransformation:
+  """Scales the gradient of each top-level module (backbone, each head) to
+  global norm <= `max_norm` separately: DINOv2's `clip_grad_norm_` per
+  student submodule (dinov2/train/train.py)."""
+
+  def clip(updates, params=None):
+    del params
+    return {name: optax.clip_by_global_norm(max_norm).update(part, optax.EmptyState())[0]
+            for name, part in updates.items()}
+
+  return optax.stateless(clip)
+
+
+def scale_patch_embed_lr(scale: float) -> optax.GradientTransformation:
+  """Multiplies the ViT patch projection's update by `scale` (DINOv2's
+  `patch_embed_lr_mult`, which scales that group's lr, so its decoupled weight
+  decay too, as chaining after AdamW does)."""
+
+  def apply(updates, params=None):
+    del params
+    return jax.tree_util.tree_map_with_path(
+        lambda path, u: u * jnp.asarray(scale, u.dtype) if "patch_embed" in _path_names(path)
+        else u, updates)
+
+  return optax.stateless(apply)
+
+
 def _key_name(key) -> str:
   """The name of one step of a pytree path (dict key, attribute or index)."""
   for attr in ("key", "name", "idx"):
@@ -166,7 +196,8 @@ def decay_mask(params, no_decay_names: str | Iterable[str] = (), *,
   return jax.tree_util.tree_map_with_path(decayed, params)
 
 
-_VIT_EMBEDDINGS = frozenset({"patch_embed", "pos_embedding", "cls_token", "mask_token"})
+_VIT_EMBEDDINGS = frozenset({"patch_embed", "pos_embedding", "cls_token", "mask_token",
+                             "register_tokens"})
 _VIT_BLOCK = re.compile(r"block_(\d+)$")
 _RESNET_STEM = frozenset({"stem_conv", "stem_bn"})
 _RESNET_BLOCK = re.compile(r"(?:BasicBlock|Bottleneck)_(\d+)$")
@@ -290,7 +321,8 @@ def layer_ids(params):
   """Pytree of ints, like `params`: each parameter's layer for layer-wise lr decay.
 
   ViT backbone (`params[...]['backbone']` with `block_0`..`block_{L-1}`):
-  0 for `patch_embed`, `pos_embedding`, `cls_token`, `mask_token`; i + 1 for
+  0 for `patch_embed`, `pos_embedding`, `cls_token`, `mask_token`,
+  `register_tokens` (DINOv2's `get_vit_lr_decay_rate`); i + 1 for
   `block_i`; L + 1 for the rest (final norm, and every parameter outside the
   backbone: heads, decoders, predictors). ResNet backbone: 0 for the stem,
   s + 1 for the blocks of stage s, num_stages + 1 for the rest.
@@ -332,10 +364,12 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
   """The optax chain named by `config.name`:
 
   clip_by_global_norm (`clip_global_norm` > 0) -> per-parameter clipping
-  (`clip_each_parameter_norm` > 0) -> optimizer (weight decay and LARS
+  (`clip_each_parameter_norm` > 0) -> per-module clipping
+  (`clip_each_module_norm` > 0) -> optimizer (weight decay and LARS
   adaptation masked by `decay_mask` with `no_decay_names` and
   `decay_all_parameters`; learning rates per `parameter_groups`) -> layer-wise
-  lr decay (`layer_decay` < 1). The defaults give the optimizer alone.
+  lr decay (`layer_decay` < 1) -> the patch projection's lr multiplier
+  (`patch_embed_lr_scale`). The defaults give the optimizer alone.
   `peak_lr` is the rate of the `fixed_lr_names` group (required with it).
   """
   mask = _decay_mask_fn(config.get("no_decay_names", ()),
@@ -345,6 +379,8 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
     parts.append(optax.clip_by_global_norm(config.clip_global_norm))
   if config.clip_each_parameter_norm > 0:
     parts.append(clip_each_parameter_norm(config.clip_each_parameter_norm))
+  if config.get("clip_each_module_norm", 0.0) > 0:
+    parts.append(clip_each_module_norm(config.clip_each_module_norm))
   decay = weight_decay(config, total_steps)
   schedules = _group_schedules(config, schedule, peak_lr)
   if len(schedules) == 1:
@@ -368,6 +404,8 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
     if not 0.0 < layer_decay <= 1.0:
       raise ValueError(f"optimizer.layer_decay={layer_decay} must be in (0, 1].")
     parts.append(scale_by_layer_decay(layer_decay))
+  if config.get("patch_embed_lr_scale", 1.0) != 1.0:
+    parts.append(scale_patch_embed_lr(config.patch_embed_lr_scale))
   return parts[0] if len(parts) == 1 else optax.chain(*parts)
 
 

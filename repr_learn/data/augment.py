@@ -37,6 +37,7 @@ class ViewConfig:
   grayscale_prob: float = 0.2
   blur_prob: float = 0.5
   blur_sigma: tuple[float, float] = (0.1, 2.0)
+  blur_kernel: int = 0  # taps; 0: `blur_kernel_size(size)` (DINOv2: 9)
   solarize_prob: float = 0.0
   crop_sampler: str = "torchvision"
 
@@ -226,7 +227,8 @@ def _augment_one(rng, image, cfg: ViewConfig, hw=None):
   image = _maybe(keys[4], cfg.grayscale_prob, to_grayscale, image)
   sigma = jax.random.uniform(keys[5], (), minval=cfg.blur_sigma[0], maxval=cfg.blur_sigma[1])
   image = _maybe(keys[6], cfg.blur_prob,
-                 lambda x: gaussian_blur(x, sigma, blur_kernel_size(cfg.size)), image)
+                 lambda x: gaussian_blur(x, sigma, cfg.blur_kernel or blur_kernel_size(cfg.size)),
+                 image)
   image = _maybe(keys[7], cfg.solarize_prob, solarize, image)
   return jnp.clip(image, 0.0, 1.0)
 

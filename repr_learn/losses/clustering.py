@@ -12,7 +12,7 @@ from repr_learn.losses.contrastive import l2_normalize
 
 
 def sinkhorn(scores: jax.Array, epsilon: float, num_iters: int,
-             num_valid: int | None = None) -> jax.Array:
+             num_valid: int | None = None, valid: jax.Array | None = None) -> jax.Array:
   """Equipartitioned soft assignments (SwAV, Caron et al. 2020, eq. 3; SeLa).
 
   Solves max_Q Tr(Q^T S) + eps H(Q) over the transportation polytope whose rows
@@ -27,20 +27,32 @@ def sinkhorn(scores: jax.Array, epsilon: float, num_iters: int,
       dataset-sized bank to a shardable size): they get zero assignments and
       take no part in the column sums, so the valid rows equal the unpadded
       result. None: every row.
+    valid: [B] bool, traced: the rows that are examples (DINOv2's masked
+      tokens packed to a static bound, `masking.pack_masked`); the row count B
+      of the column normalisation is then their number, as the official
+      `n_masked_patches`. Excludes `num_valid`.
 
   Returns:
     [B, K] assignments; each (valid) row sums to 1, each column to B/K.
   """
   b, k = scores.shape
-  valid = _valid_rows(b, num_valid)
-  scores = jnp.where(valid, scores.astype(jnp.float32) / epsilon, -jnp.inf)
+  if valid is not None:
+    if num_valid is not None:
+      raise ValueError("sinkhorn takes num_valid or valid, not both.")
+    rows = valid.reshape(b, 1)
+    b = jnp.maximum(jnp.sum(valid), 1).astype(jnp.float32)
+  else:
+    rows = _valid_rows(b, num_valid)
+    b = b if num_valid is None else num_valid
+  scores = jnp.where(rows, scores.astype(jnp.float32) / epsilon, -jnp.inf)
   # The global max keeps exp in range and cancels in the normalisations.
-  q = jnp.exp(scores - jax.lax.stop_gradient(jnp.max(scores)))
-  q = q / jnp.sum(q)
-  b = b if num_valid is None else num_valid
+  shift = jnp.max(scores)
+  q = jnp.exp(scores - jax.lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, 0.0)))
+  tiny = jnp.finfo(q.dtype).tiny  # only empty sums (no valid row) meet it
+  q = q / jnp.maximum(jnp.sum(q), tiny)
   for _ in range(num_iters):
-    q = q / (jnp.sum(q, axis=0, keepdims=True) * k)
-    q = q / (jnp.maximum(jnp.sum(q, axis=1, keepdims=True), jnp.finfo(q.dtype).tiny) * b)
+    q = q / (jnp.maximum(jnp.sum(q, axis=0, keepdims=True), tiny) * k)
+    q = q / (jnp.maximum(jnp.sum(q, axis=1, keepdims=True), tiny) * b)
   return jax.lax.stop_gradient(q * b)
 
 
@@ -95,9 +107,21 @@ def dino_loss(student: list[jax.Array], teacher: list[jax.Array], centre: jax.Ar
     student_temperature: tau_s (0.1).
     teacher_temperature: tau_t (0.04 -> 0.07), may be traced.
   """
+  probs = [jax.nn.softmax(jax.lax.stop_gradient(t - centre) / teacher_temperature, axis=-1)
+           for t in teacher]
+  return cross_view_loss(student, probs, student_temperature)
+
+
+def cross_view_loss(student: list[jax.Array], teacher_probs: list[jax.Array],
+                    student_temperature: float) -> jax.Array:
+  """The mean over (teacher view i, student view v != i) pairs of the batch-mean
+  cross-entropy between teacher distributions and the student's softmax: DINO's
+  loss once the teacher is centred and sharpened (or Sinkhorn-normalised, as
+  DINOv2 may), which also equals DINOv2's local + global terms divided by
+  their 2L + 2 pairs (`ssl_meta_arch.forward_backward`)."""
   total, pairs = 0.0, 0
-  for i, t in enumerate(teacher):
-    p_t = jax.nn.softmax(jax.lax.stop_gradient(t - centre) / teacher_temperature, axis=-1)
+  for i, p_t in enumerate(teacher_probs):
+    p_t = jax.lax.stop_gradient(p_t)
     for v, s in enumerate(student):
       if v == i:
         continue

@@ -80,6 +80,46 @@ class MaskedImageNetwork(nn.Module):
     return self.backbone(x, train=train)
 
 
+class SelfDistillationNetwork(nn.Module):
+  """A ViT with DINO heads on its class token and its patch tokens (iBOT,
+  DINOv2).
+
+  `tokens` runs the backbone (optionally with masked patches replaced by the
+  mask token) and returns the normalised class token and patch tokens;
+  `head` and `patch_head` map features to {'projection', 'scores'}; the patch
+  head is the class head itself when `patch_head` is None (iBOT's and the
+  DINOv2 default's shared head). `project` and `embed` give what evaluation
+  reads, as for `SiameseNetwork`.
+  """
+  backbone: nn.Module
+  dino_head: nn.Module
+  ibot_head: nn.Module | None = None
+
+  def __call__(self, x, train: bool = True):
+    out = self.tokens(x, train=train)
+    self.patch_scores(out["patches"][:, :1], train=train)
+    return self.cls_scores(out["cls"], train=train)
+
+  def tokens(self, x, token_mask=None, train: bool = True):
+    """{'cls': [N, D], 'patches': [N, T, D]}, after the final LayerNorm."""
+    tokens = self.backbone.encode(x, token_mask=token_mask, train=train)["tokens"]
+    return {"cls": tokens[:, 0], "patches": tokens[:, self.backbone.num_prefix_tokens:]}
+
+  def cls_scores(self, features, train: bool = True):
+    return self.dino_head(features, train=train)
+
+  def patch_scores(self, features, train: bool = True):
+    head = self.ibot_head if self.ibot_head is not None else self.dino_head
+    return head(features, train=train)
+
+  def project(self, x, train: bool = False):
+    features = self.backbone(x, train=train)
+    return {"features": features, **self.dino_head(features, train=train)}
+
+  def embed(self, x, train: bool = False):
+    return self.backbone(x, train=train)
+
+
 def build_backbone(config: ml_collections.ConfigDict, image_size: int = 224,
                    bn_axis_name: str | None = None) -> nn.Module:
   """The trunk named by `config.backbone`; `image_size` is the resolution learned
@@ -103,7 +143,8 @@ def build_backbone(config: ml_collections.ConfigDict, image_size: int = 224,
                    dtype=dtype, attention=config.attention,
                    approximate_gelu=config.gelu == "tanh", pos_resample=config.pos_resample,
                    pos_resample_offset=config.pos_resample_offset,
-                   num_registers=config.num_registers, name="backbone")
+                   num_registers=config.num_registers,
+                   drop_path_uniform=config.drop_path_uniform, name="backbone")
   raise ValueError(f"Unknown backbone {config.backbone!r}; choose one of {BACKBONES}.")
 
 
@@ -147,6 +188,8 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
                        f"got {config.backbone!r}.")
     return MaskedImageNetwork(backbone=build_backbone(config, image_size),
                               decoder=build_decoder(config, decoder_output_dim))
+  if config.patch_head.kind != "none":
+    return _self_distillation_network(config, image_size, bn_axis_name)
   proj = config.projector
   projector = heads.MLPHead(hidden_dim=proj.hidden_dim, output_dim=proj.output_dim,
                             num_layers=proj.num_layers, last_bn=proj.last_bn,
@@ -168,3 +211,32 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
   return SiameseNetwork(backbone=build_backbone(config, image_size, bn_axis_name),
                         projector=projector,
                         predictor=predictor, prototypes=prototypes)
+
+
+def _self_distillation_network(config: ml_collections.ConfigDict, image_size: int,
+                               bn_axis_name: str | None) -> SelfDistillationNetwork:
+  """iBOT/DINOv2: `model.projector` + `model.prototypes` size the class-token
+  head; `model.patch_head` (kind 'separate') its own patch-token head."""
+  if config.backbone not in vit.VIT_SIZES or config.pooling != "cls":
+    raise ValueError("model.patch_head needs a ViT backbone with pooling='cls' (its heads "
+                     f"read the class token and the patch tokens), got {config.backbone!r} "
+                     f"with pooling={config.pooling!r}.")
+  dtype = jnp.dtype(config.dtype)
+  approximate_gelu = config.gelu == "tanh"
+  proj, protos = config.projector, config.prototypes
+  dino_head = heads.DINOHead(hidden_dim=proj.hidden_dim, output_dim=proj.output_dim,
+                             num_layers=proj.num_layers, num_prototypes=protos.num_prototypes,
+                             use_bn=proj.use_bn, learned_norm=protos.learned_norm,
+                             approximate_gelu=approximate_gelu, bn_axis_name=bn_axis_name,
+                             dtype=dtype, name="dino_head")
+  ibot_head = None
+  patch = config.patch_head
+  if patch.kind == "separate":
+    ibot_head = heads.DINOHead(hidden_dim=patch.hidden_dim, output_dim=patch.output_dim,
+                               num_layers=patch.num_layers, num_prototypes=patch.num_prototypes,
+                               use_bn=proj.use_bn, learned_norm=protos.learned_norm,
+                               approximate_gelu=approximate_gelu, bn_axis_name=bn_axis_name,
+                               dtype=dtype, name="ibot_head")
+  return SelfDistillationNetwork(backbone=build_backbone(config, image_size),
+                                 dino_head=dino_head,
+                                 ibot_head=ibot_head)

@@ -94,6 +94,39 @@ class Prototypes(nn.Module):
     return scores
 
 
+class DINOHead(nn.Module):
+  """DINO's head as one module: an MLP to a bottleneck, then cosine prototypes
+  (`DINOHead` in facebookresearch/dino and dinov2: Linear-GELU-Linear-GELU-
+  Linear, L2 normalisation, weight-normalised last layer). One module so that
+  iBOT and DINOv2 can clip its gradient as one part and share it between the
+  class and patch tokens; its `prototypes` are the "last layer" frozen early.
+  """
+  hidden_dim: int
+  output_dim: int
+  num_layers: int
+  num_prototypes: int
+  use_bn: bool = False
+  learned_norm: bool = True
+  approximate_gelu: bool = False
+  bn_axis_name: str | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    """x [..., D] -> {'projection': [..., output_dim], 'scores': [..., K]}."""
+    lead = x.shape[:-1]
+    x = x.reshape(-1, x.shape[-1])
+    projection = MLPHead(hidden_dim=self.hidden_dim, output_dim=self.output_dim,
+                         num_layers=self.num_layers, use_bn=self.use_bn, activation="gelu",
+                         approximate_gelu=self.approximate_gelu,
+                         bn_axis_name=self.bn_axis_name, dtype=self.dtype,
+                         name="mlp")(x, train=train)
+    scores = Prototypes(num_prototypes=self.num_prototypes, learned_norm=self.learned_norm,
+                        name="prototypes")(projection)
+    return {"projection": projection.reshape(lead + projection.shape[-1:]),
+            "scores": scores.reshape(lead + scores.shape[-1:])}
+
+
 class _TransformerHead(nn.Module):
   """Fields and the block stack shared by MAE's decoder and I-JEPA's predictor:
   `depth` pre-LN blocks of `width`, a LayerNorm and a linear map to `output_dim`."""

@@ -226,7 +226,8 @@ class ViT(nn.Module):
     image_size: the resolution learned positions are created for.
     num_registers: learned register tokens after the class token, with no
       position (Darcet et al. 2024; DINOv2 "reg"); ignored by every pooling.
-    drop_path: stochastic depth, rising linearly over blocks to this rate.
+    drop_path: stochastic depth, rising linearly over blocks to this rate, or
+      at this rate in every block with `drop_path_uniform` (DINOv2).
     layer_scale, post_norm: see `EncoderBlock`.
     mask_token: create a learned token that `encode(token_mask=...)` puts in
       place of masked patch embeddings (SimMIM, MaskFeat).
@@ -252,6 +253,7 @@ class ViT(nn.Module):
   pos_resample: str = "bicubic"
   pos_resample_offset: float = 0.0
   num_registers: int = 0
+  drop_path_uniform: bool = False
 
   @property
   def num_features(self) -> int:
@@ -287,7 +289,10 @@ class ViT(nn.Module):
     if self.mask_token:
       self.mask_embedding = self.param("mask_token", nn.initializers.normal(0.02),
                                        (1, 1, self.width))
-    rates = np.linspace(0.0, self.drop_path, self.depth) if self.depth > 1 else [self.drop_path]
+    if self.drop_path_uniform or self.depth == 1:
+      rates = [self.drop_path] * self.depth
+    else:
+      rates = np.linspace(0.0, self.drop_path, self.depth)
     self.blocks = [EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
                                 drop_path=float(rates[i]), layer_scale=self.layer_scale,
                                 post_norm=self.post_norm, attention=self.attention,

@@ -10,6 +10,7 @@ from repr_learn.objectives import dec
 from repr_learn.objectives import deepcluster
 from repr_learn.objectives import dino
 from repr_learn.objectives import finetune
+from repr_learn.objectives import ibot
 from repr_learn.objectives import ijepa
 from repr_learn.objectives import imported
 from repr_learn.objectives import mim
@@ -28,7 +29,7 @@ REGISTRY: dict[str, type[base.Objective]] = {
         simclr.SimCLR, moco.MoCoV2, moco.MoCoV3, nnclr.NNCLR, supcon.SupCon, npid.NPID,
         byol.BYOL, byol.SimSiam, redundancy.BarlowTwins, redundancy.VICReg,
         align_uniform.AlignUniform, swav.SwAV, deepcluster.DeepClusterV2,
-        deepcluster.SeLa, dino.DINO, scan.SCAN, dec.DEC,
+        deepcluster.SeLa, dino.DINO, ibot.IBOT, ibot.DINOv2, scan.SCAN, dec.DEC,
         mim.MAE, mim.SimMIM, mim.MaskFeat, data2vec.Data2Vec2, ijepa.IJEPA,
         imported.Imported)
 }

@@ -162,7 +162,8 @@ class Objective:
     raise NotImplementedError
 
   def frozen_parts(self, step: jax.Array) -> Mapping[str, jax.Array]:
-    """Top-level parameter groups held fixed at `step`, name -> condition.
+    """Parameter groups held fixed at `step`, name (top-level, or a path
+    'module/submodule') -> condition.
 
     The train step stops their gradient and drops their update, so that weight
     decay and momentum do not move them either (SwAV's and DINO's prototypes in
@@ -298,8 +299,14 @@ def without_frozen_updates(updates: PyTree, frozen: Mapping[str, jax.Array]) -> 
 
 
 def _map_frozen(fn, tree: PyTree, frozen: Mapping[str, jax.Array]) -> PyTree:
-  return {**tree, **{name: jax.tree.map(lambda leaf, c=c: fn(c, leaf), tree[name])
-                     for name, c in frozen.items()}}
+  """Applies `fn(condition, leaf)` under each group of `frozen`: a top-level
+  name, or a '/'-separated path into nested modules ('dino_head/prototypes')."""
+  tree = dict(tree)
+  for name, c in frozen.items():
+    head, _, rest = name.partition("/")
+    tree[head] = (_map_frozen(fn, tree[head], {rest: c}) if rest
+                  else jax.tree.map(lambda leaf, c=c: fn(c, leaf), tree[head]))
+  return tree
 
 
 def geometry_metrics(z1: jax.Array, z2: jax.Array) -> dict[str, jax.Array]:
