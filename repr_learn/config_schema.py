@@ -152,6 +152,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.linear_weight_decays = ()    # weight decays to try; () = the variant's default (mae: 0 only)
   c.eval.linear_val_fraction = 0.2    # held-out part of the train split that picks (lr, wd)
   c.eval.linear_standardize = True    # standard variant: z-score features with train-split statistics
+  c.eval.linear_features = "pooled"   # pooled (the backbone's features) | dinov2 (ViT: class tokens of the last n blocks [+ mean patch token], DINOv2's eval_linear)
+  c.eval.linear_n_last_blocks = 4     # dinov2 features: blocks whose class tokens are concatenated (DINOv2 tries 1 and 4)
+  c.eval.linear_avgpool = True        # dinov2 features: append the last block's mean patch token
   c.eval.fewshot_shots = (1, 5, 10, 25)  # examples per class (big_vision's)
   c.eval.fewshot_seeds = 5            # draws of the few-shot training set per shot count
   c.eval.fewshot_l2_reg = 1024.0      # ridge strength: big_vision's fixed 2^10
@@ -179,6 +182,7 @@ _CHOICES = {
     ("model", "pos_embedding"): ("sincos", "learned"),
     ("model", "attention"): ("xla", "cudnn"),
     ("eval", "linear_variant"): ("standard", "mae"),
+    ("eval", "linear_features"): ("pooled", "dinov2"),
     ("data", "bad_images"): ("error", "skip"),
     ("parallel", "mode"): ("jit", "pmap"),
     ("optimizer", "lars_variant"): ("optax", "solo_learn"),
@@ -380,6 +384,12 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
       ("optimizer.lr_decay_factor", opt.schedule == "steps", "optimizer.schedule='steps'"),
       ("augment.solarize_probs", aug.recipe in ("byol", "multicrop_byol", "multicrop_dinov2"),
        "augment.recipe 'byol', 'multicrop_byol' or 'multicrop_dinov2'"),
+      ("eval.linear_features", vit and model.pooling in ("cls", "gap") and not model.post_norm,
+       "a pre-LN ViT with a class token (model.pooling 'cls' or 'gap')"),
+      ("eval.linear_n_last_blocks", config.eval.linear_features == "dinov2",
+       "eval.linear_features='dinov2'"),
+      ("eval.linear_avgpool", config.eval.linear_features == "dinov2",
+       "eval.linear_features='dinov2'"),
       ("augment.blur_kernel_size", aug.recipe == "multicrop_dinov2",
        "augment.recipe 'multicrop_dinov2'"),
   )

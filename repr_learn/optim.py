@@ -180,8 +180,8 @@ def decay_mask(params, no_decay_names: str | Iterable[str] = (), *,
                decay_rank1: bool = False):
   """True for weights that get weight decay and LARS adaptation.
 
-  Biases and BatchNorm scales/offsets (every parameter of rank <= 1) are
-  excluded, as in SimCLR and BYOL, unless `decay_rank1` (torch SGD's
+  Biases (of any rank) and BatchNorm scales/offsets (every parameter of rank
+  <= 1) are excluded, as in SimCLR and BYOL, unless `decay_rank1` (torch SGD's
   `weight_decay`, which MoCo v2, SimSiam, SupCon and NPID apply to every
   parameter). Every parameter whose path (module or leaf names) contains one
   of `no_decay_names`, matched exactly, is excluded: MAE and BEiT exclude the
@@ -191,7 +191,11 @@ def decay_mask(params, no_decay_names: str | Iterable[str] = (), *,
   names = name_set(no_decay_names)
 
   def decayed(path, p):
-    return (decay_rank1 or jnp.ndim(p) > 1) and not names.intersection(_path_names(path))
+    path_names = _path_names(path)
+    # A bias is a bias whatever its rank (the ViT's fused qkv bias is
+    # [3, heads, head_dim]); every official parameter-group rule skips it.
+    weight = jnp.ndim(p) > 1 and path_names[-1] != "bias"
+    return (decay_rank1 or weight) and not names.intersection(path_names)
 
   return jax.tree_util.tree_map_with_path(decayed, params)
 

@@ -73,3 +73,18 @@ def backbone_outputs(objective) -> Callable:
     return {"features": features}
 
   return outputs
+
+
+def vit_linear_outputs(objective, n_last_blocks: int, avgpool: bool) -> Callable:
+  """DINOv2's linear-probe input for a ViT run (`ViT.linear_features`)."""
+
+  def linear_features(net, x, train):
+    del train
+    return net.backbone.linear_features(x, n_last_blocks, avgpool)
+
+  def outputs(params, batch_stats, extra, x):
+    del extra
+    features, _ = objective.apply(params, batch_stats, x, train=False, method=linear_features)
+    return {"features": features}
+
+  return outputs

@@ -9,6 +9,7 @@ also runs on unlabeled transfer data.
 import time
 from typing import Any
 
+from repr_learn.evaluation import features
 from repr_learn.evaluation import fewshot
 from repr_learn.evaluation import linear_probe
 from repr_learn.evaluation import protocols
@@ -31,8 +32,11 @@ class LinearProtocol(protocols.Protocol):
   headline = ("top1", "top5")
 
   def evaluate(self, state, step: int) -> dict[str, Any]:
-    train_x, train_y, test_x, test_y = _labeled_splits(self, state)
     cfg = self.config.eval
+    if cfg.linear_features == "dinov2":
+      train_x, train_y, test_x, test_y = self._dinov2_splits(state)
+    else:
+      train_x, train_y, test_x, test_y = _labeled_splits(self, state)
     start = time.perf_counter()
     result = linear_probe.linear_probe(
         train_x, train_y, test_x, test_y,
@@ -42,8 +46,24 @@ class LinearProtocol(protocols.Protocol):
         batch_size=cfg.linear_batch_size, val_fraction=cfg.linear_val_fraction,
         standardize_features=cfg.linear_standardize, seed=self.config.seed)
     result.update(step=int(step), seconds=time.perf_counter() - start,
+                  features=cfg.linear_features, feature_dim=int(train_x.shape[1]),
                   **self.context.describe())
+    if cfg.linear_features == "dinov2":
+      result.update(n_last_blocks=cfg.linear_n_last_blocks, avgpool=cfg.linear_avgpool)
     return result
+
+  def _dinov2_splits(self, state):
+    """`eval.linear_features='dinov2'`: class tokens of the last n blocks (and
+    the average patch token), DINOv2's `eval_linear` input, for any ViT run."""
+    cfg = self.config.eval
+    extract = self.context.extractor(features.vit_linear_outputs(
+        self.context.objective, cfg.linear_n_last_blocks, cfg.linear_avgpool))
+    splits = []
+    for split in self.context.splits:
+      outputs, labels = extract(state, self.context.source(split))
+      self.context.require_labels(labels, split, self.name)
+      splits += [outputs["features"], labels]
+    return tuple(splits)
 
 
 @protocols.register

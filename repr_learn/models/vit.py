@@ -331,7 +331,7 @@ class ViT(nn.Module):
     return tokens + self.positions(grid).astype(self.dtype)
 
   def encode(self, x, *, ids_keep=None, token_mask=None, key_mask=None,
-             train: bool = False, return_blocks: bool = False):
+             train: bool = False, return_blocks: bool = False, return_hidden: bool = False):
     """Token-level encoding.
 
     Args:
@@ -342,11 +342,13 @@ class ViT(nn.Module):
       key_mask: [N, K] False for padding tokens no token may attend to.
       train: enables drop path.
       return_blocks: also return each block's FFN output (before its residual).
+      return_hidden: also return each block's output tokens (the residual
+        stream, before the final norm).
 
     Returns:
       {'tokens': [N, P + K, width] after the final norm (none with
       'gap_fc_norm'), the P = `num_prefix_tokens` class and register tokens
-      first; 'blocks': list of [N, P + K, width] if asked}.
+      first; 'blocks', 'hidden': lists of [N, P + K, width] if asked}.
     """
     tokens = self.patch_tokens(x, token_mask)
     if ids_keep is not None:
@@ -364,16 +366,39 @@ class ViT(nn.Module):
             [jnp.ones((n, self.num_prefix_tokens), bool), key_mask], axis=1)
     if self.post_norm:
       tokens = self.norm(tokens)
-    ffn_outputs = []
+    ffn_outputs, hidden = [], []
     for block in self.blocks:
       tokens, ffn = block(tokens, train=train, key_mask=key_mask)
       ffn_outputs.append(ffn)
+      hidden.append(tokens)
     if not self.post_norm and self.pooling != "gap_fc_norm":
       tokens = self.norm(tokens)
     out = {"tokens": tokens}
     if return_blocks:
       out["blocks"] = ffn_outputs
+    if return_hidden:
+      out["hidden"] = hidden
     return out
+
+  def linear_features(self, x, n_last_blocks: int, avgpool: bool) -> jax.Array:
+    """DINOv2's linear-evaluation input (dinov2/eval/linear.py
+    `create_linear_input` on `get_intermediate_layers(n, return_class_token=True,
+    norm=True)`): the class tokens of the last `n_last_blocks` blocks, each
+    through the final LayerNorm, concatenated, and with `avgpool` the mean of
+    the last block's normalised patch tokens (registers excluded) appended."""
+    if not self.has_cls or self.post_norm:
+      raise ValueError("DINOv2's linear features read class tokens through the final "
+                       "LayerNorm: they need a pre-LN ViT with a class token "
+                       "(model.pooling 'cls' or 'gap').")
+    if not 1 <= n_last_blocks <= self.depth:
+      raise ValueError(f"eval.linear_n_last_blocks={n_last_blocks} must be in "
+                       f"[1, {self.depth}] for this {self.depth}-block ViT.")
+    hidden = self.encode(x, return_hidden=True)["hidden"][-n_last_blocks:]
+    normed = [self.norm(h) for h in hidden]
+    parts = [h[:, 0] for h in normed]
+    if avgpool:
+      parts.append(jnp.mean(normed[-1][:, self.num_prefix_tokens:], axis=1))
+    return jnp.concatenate(parts, axis=-1).astype(jnp.float32)
 
   def pool(self, tokens) -> jax.Array:
     if self.pooling == "cls":
