@@ -40,5 +40,6 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     c.objective.base_momentum = 0.99
     c.optimizer.update(base_lr=0.3, lr_scaling="linear", weight_decay=1e-6)
     c.model.per_view_batchnorm = True  # byol_experiment.py: one forward per view
+    c.augment.color_strength = 0.5  # byol recipe: jitter (0.4, 0.4, 0.2, 0.1), table 6
   common.solo_learn_cifar(c, variant=variant)
   return c

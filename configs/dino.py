@@ -47,6 +47,9 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
   c = common.set_variant(config_schema.base_config(), "imagenet" if resnet50 else variant)
   config_schema.with_objective(c, "dino")
   c.augment.recipe = "multicrop_byol"
+  # The byol pair's jitter (0.4, 0.4, 0.2, 0.1), not set_variant's ImageNet
+  # strength 1.0 (which doubles it): main_dino.py DataAugmentationDINO.
+  c.augment.color_strength = 0.5
   common.projector(c, hidden=2048, out=256, layers=3, use_bn=False, variant=variant)
   c.model.projector.activation = "gelu"
   common.multicrop(c, variant=variant)

@@ -28,11 +28,12 @@ from tests import test_train_step as step_helpers
 METHODS = sorted(name for name, cls in objectives.REGISTRY.items() if cls.trainable)
 # One per kind of state: queue + shuffle-BN, queue + prototypes, EMA teacher +
 # centre, bank + centroids + pseudo-labels, mined neighbours + paired batches,
+# an EMA teacher with class and patch centres (DINOv2; iBOT shares its code),
 # a masked-modeling teacher of the encoder only, linear momentum (I-JEPA; data2vec
 # 2.0 shares that code path and trains once below).
 # (BYOL/MoCo v3's EMA target, NNCLR's support set and NPID's bank use the same
 # code paths and train once each below.)
-WITH_EXTRA_STATE = ("moco_v2", "swav", "dino", "deepcluster_v2", "scan", "ijepa")
+WITH_EXTRA_STATE = ("moco_v2", "swav", "dino", "deepcluster_v2", "scan", "ijepa", "dinov2")
 # Two-view methods whose trainer path is SimCLR's (tests/test_training_runs.py
 # runs it end to end): their losses run in test_eight_devices_match_one_device,
 # their EMA targets resume in the WITH_EXTRA_STATE tests, and their full steps

@@ -355,3 +355,19 @@ def test_dinov2_linear_features_are_normalised_class_tokens_of_the_last_blocks()
                              atol=1e-6)
   with pytest.raises(ValueError, match="linear_n_last_blocks"):
     run(n_last_blocks=3, avgpool=False)
+
+
+def test_dinov2_crops_reproduce_the_official_blur_as_run():
+  from repr_learn import train
+  config = dinov2_config.get_config("imagenet")
+  views = train.build_objective(config, num_examples=1000).views
+  assert [v.size for v in views] == [224, 224] + [96] * 8
+  assert [v.blur_prob for v in views] == [0.0, 0.9] + [0.5] * 8
+  assert {v.blur_kernel for v in views} == {9}
+  assert [v.solarize_prob for v in views[:3]] == [0.0, 0.2, 0.0]
+  assert (views[0].brightness, views[0].contrast, views[0].saturation, views[0].hue) == (
+      0.4, 0.4, 0.2, 0.1)
+  assert (views[0].min_scale, views[2].min_scale, views[2].max_scale) == (0.32, 0.05, 0.32)
+  s14 = train.build_objective(dinov2_config.get_config("imagenet_vits14"), num_examples=1000)
+  assert [v.size for v in s14.views] == [224, 224] + [98] * 8
+  assert s14.network.backbone.grid(98) == 7 and s14.network.backbone.num_registers == 4
