@@ -125,6 +125,9 @@ def export(workdir: str, fmt: str, out: str, projector: bool = False) -> str:
   config = run.trained_config
   params = jax.device_get(run.state.params)
   stats = jax.device_get(run.state.batch_stats)
+  if projector and "projector" not in params:
+    raise ValueError(f"{run.workdir} has no projector (its parts: {sorted(params)}); drop "
+                     "--projector to export the backbone alone.")
   if fmt == "timm":
     info, state_dict = timm_files(config, params["backbone"])
   else:
@@ -135,7 +138,7 @@ def export(workdir: str, fmt: str, out: str, projector: bool = False) -> str:
   os.makedirs(out, exist_ok=True)
   metadata = {"format": "pt", "source": run.workdir, "step": run.step}
   checkpoint_files.write_safetensors(os.path.join(out, "model.safetensors"), state_dict, metadata)
-  if projector and "projector" in params:
+  if projector:
     head = {**_torch_layout(params["projector"]), **_torch_layout(stats.get("projector", {}))}
     checkpoint_files.write_safetensors(os.path.join(out, "projector.safetensors"), head, metadata)
   with open(os.path.join(out, "config.json"), "w") as f:

@@ -474,8 +474,8 @@ def dinov2_mask_targets(rng: jax.Array, num_crops: int, num_tokens: int,
   tokens). Here the crops are the global batch's; the official collate
   stratifies each GPU's batch (same marginal distribution)."""
   num_masked_crops = int(num_crops * mask_probability)
-  edges = np.linspace(ratio_range[0], ratio_range[1], num_masked_crops + 1, dtype=np.float32)
-  bound = int(sum(int(num_tokens * float(p)) for p in edges[1:]))
+  edges = _dinov2_ratio_edges(num_crops, mask_probability, ratio_range)
+  bound = dinov2_mask_bound(num_crops, num_tokens, mask_probability, ratio_range)
   k_ratio, k_perm = jax.random.split(rng)
   u = jax.random.uniform(k_ratio, (num_masked_crops,), jnp.float32)
   lo, hi = jnp.asarray(edges[:-1]), jnp.asarray(edges[1:])
@@ -483,6 +483,19 @@ def dinov2_mask_targets(rng: jax.Array, num_crops: int, num_tokens: int,
   targets = jnp.concatenate([masked_targets,
                              jnp.zeros((num_crops - num_masked_crops,), jnp.float32)])
   return jax.random.permutation(k_perm, targets), bound
+
+
+def _dinov2_ratio_edges(num_crops: int, mask_probability: float,
+                        ratio_range: tuple[float, float]) -> np.ndarray:
+  return np.linspace(ratio_range[0], ratio_range[1], int(num_crops * mask_probability) + 1,
+                     dtype=np.float32)
+
+
+def dinov2_mask_bound(num_crops: int, num_tokens: int, mask_probability: float,
+                      ratio_range: tuple[float, float]) -> int:
+  """The static bound on the masked tokens of `dinov2_mask_targets` (at least 1)."""
+  edges = _dinov2_ratio_edges(num_crops, mask_probability, ratio_range)
+  return max(int(sum(int(num_tokens * float(p)) for p in edges[1:])), 1)
 
 
 class PackedMask(NamedTuple):

@@ -225,9 +225,8 @@ class DINOv2(IBOT):
   def pack(self, masked):
     c = self.config
     num_crops, num_tokens = masked.shape
-    _, bound = masking.dinov2_mask_targets(jax.random.PRNGKey(0), num_crops, num_tokens,
-                                           c.mask_probability, tuple(c.mask_ratio_range))
-    return masking.pack_masked(masked, max(bound, 1))
+    return masking.pack_masked(masked, masking.dinov2_mask_bound(
+        num_crops, num_tokens, c.mask_probability, tuple(c.mask_ratio_range)))
 
   def teacher_targets(self, teacher, extra, packed, step):
     if self.config.centering == "softmax":
