@@ -371,3 +371,23 @@ def test_dinov2_crops_reproduce_the_official_blur_as_run():
   s14 = train.build_objective(dinov2_config.get_config("imagenet_vits14"), num_examples=1000)
   assert [v.size for v in s14.views] == [224, 224] + [98] * 8
   assert s14.network.backbone.grid(98) == 7 and s14.network.backbone.num_registers == 4
+
+
+def test_separate_patch_head_has_its_own_prototypes_centre_and_frozen_last_layer():
+  """vitl14.yaml's form: `ibot.separate_head` with its own prototype count."""
+  from repr_learn import train
+  config = test_objectives.smoke("dinov2", **{
+      "model.patch_head.kind": "separate", "model.patch_head.num_prototypes": 24,
+      "model.patch_head.hidden_dim": 32, "model.patch_head.output_dim": 8,
+      "model.patch_head.num_layers": 2})
+  objective = train.build_objective(config, total_steps=10, num_examples=64)
+  params, _, extra = jax.eval_shape(train._init_fn(objective, config, 16),
+                                    jax.random.PRNGKey(0))
+  assert params["ibot_head"]["prototypes"]["kernel"].shape == (8, 24)
+  assert params["dino_head"]["prototypes"]["kernel"].shape[-1] == 32
+  assert extra["patch_centre"].shape == (24,) and extra["centre"].shape == (32,)
+  assert "ibot_head" in extra["target_params"]
+  assert set(objective.frozen_parts(0)) == {"dino_head/prototypes", "ibot_head/prototypes"}
+  bad = test_objectives.smoke("dinov2", **{"model.patch_head.kind": "none"})
+  with pytest.raises(ValueError, match="patch_head.kind"):
+    train.build_objective(bad, num_examples=64)

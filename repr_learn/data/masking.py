@@ -172,6 +172,23 @@ def cell_mask(rng: jax.Array, batch: int, grid: int | Sequence[int], cell: int,
 # BEiT / MaskFeat blocks.
 
 
+def _draw_block(u: jax.Array, lo, hi, log_aspect: tuple[float, float], grid_h: int,
+                grid_w: int, covered: jax.Array):
+  """One BEiT-style rectangle per example from four uniforms `u` [4, N]: area
+  U(lo, hi) (also when hi < lo, as `random.uniform`), log-uniform aspect, a
+  uniform position reaching the last row and column (`random.randint` is
+  inclusive). Returns (rect [N, T], tokens it adds to `covered` [N], whether
+  it fits: h < grid_h and w < grid_w, the official test)."""
+  area = lo + (hi - lo) * u[0]
+  aspect = jnp.exp(log_aspect[0] + (log_aspect[1] - log_aspect[0]) * u[1])
+  h = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
+  w = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+  top = jnp.floor(u[2] * jnp.maximum(grid_h - h + 1, 1)).astype(jnp.int32)
+  left = jnp.floor(u[3] * jnp.maximum(grid_w - w + 1, 1)).astype(jnp.int32)
+  rect = _rect(top, left, h, w, grid_h, grid_w)
+  return rect, jnp.sum(rect & ~covered, axis=-1), (h < grid_h) & (w < grid_w)
+
+
 def _dilate4(x: jax.Array) -> jax.Array:
   """4-neighbour dilation of [N, H, W] bool."""
   p = jnp.pad(x, ((0, 0), (1, 1), (1, 1)))
@@ -219,15 +236,8 @@ def block_mask(rng: jax.Array, batch: int, grid_h: int, grid_w: int,
     covered, count = carry
     remaining = num_masked - count
     hi = jnp.minimum(remaining, cap).astype(jnp.float32)
-    area = lo + (hi - lo) * u[r, 0]  # random.uniform(lo, hi), also when hi < lo.
-    aspect = jnp.exp(log_aspect[0] + (log_aspect[1] - log_aspect[0]) * u[r, 1])
-    h = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
-    w = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
-    top = jnp.floor(u[r, 2] * jnp.maximum(grid_h - h + 1, 1)).astype(jnp.int32)
-    left = jnp.floor(u[r, 3] * jnp.maximum(grid_w - w + 1, 1)).astype(jnp.int32)
-    rect = _rect(top, left, h, w, grid_h, grid_w)
-    new = jnp.sum(rect & ~covered, axis=-1)
-    ok = (h < grid_h) & (w < grid_w) & (new > 0) & (new <= remaining)
+    rect, new, fits = _draw_block(u[r], lo, hi, log_aspect, grid_h, grid_w, covered)
+    ok = fits & (new > 0) & (new <= remaining)
     return covered | (rect & ok[:, None]), count + jnp.where(ok, new, 0)
 
   init = (jnp.zeros((batch, num_tokens), bool), jnp.zeros((batch,), jnp.int32))
@@ -428,15 +438,9 @@ def block_mask_up_to(rng: jax.Array, targets: jax.Array, grid_h: int, grid_w: in
     covered, count, fails = carry
     remaining = jnp.minimum(targets - count, cap)
     active = (count < targets) & (fails < give_up_after)
-    area = min_block_tokens + (remaining - min_block_tokens) * u[r, 0]
-    aspect = jnp.exp(log_aspect[0] + (log_aspect[1] - log_aspect[0]) * u[r, 1])
-    h = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
-    w = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
-    top = jnp.floor(u[r, 2] * jnp.maximum(grid_h - h + 1, 1)).astype(jnp.int32)
-    left = jnp.floor(u[r, 3] * jnp.maximum(grid_w - w + 1, 1)).astype(jnp.int32)
-    rect = _rect(top, left, h, w, grid_h, grid_w)
-    new = jnp.sum(rect & ~covered, axis=-1)
-    ok = active & (h < grid_h) & (w < grid_w) & (new > 0) & (new <= remaining)
+    rect, new, fits = _draw_block(u[r], min_block_tokens, remaining, log_aspect, grid_h,
+                                  grid_w, covered)
+    ok = active & fits & (new > 0) & (new <= remaining)
     fails = jnp.where(ok, 0, fails + active)
     return covered | (rect & ok[:, None]), count + jnp.where(ok, new, 0), fails
 

@@ -107,6 +107,10 @@ class Objective:
   # False for workdirs that only hold weights trained elsewhere (`imported`).
   trainable: ClassVar[bool] = True
 
+  def __post_init__(self):
+    """Subclasses check here that the network and config suit them (called by
+    the dataclass __init__, so a bad combination fails when it is built)."""
+
   def dataset_rows(self) -> int:
     """`num_examples` rounded up to a multiple of `DATASET_ROW_MULTIPLE` and
     of the device count: the rows split evenly over the devices, and over any
