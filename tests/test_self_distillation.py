@@ -391,3 +391,30 @@ def test_separate_patch_head_has_its_own_prototypes_centre_and_frozen_last_layer
   bad = test_objectives.smoke("dinov2", **{"model.patch_head.kind": "none"})
   with pytest.raises(ValueError, match="patch_head.kind"):
     train.build_objective(bad, num_examples=64)
+
+
+def test_random_init_baseline_is_recomputed_when_evaluation_settings_change(tmp_path):
+  """A cached random-init result served only under the settings it ran with:
+  re-evaluating with eval.linear_features=dinov2 must not reuse the pooled one."""
+  import types
+  from repr_learn import config_schema
+  from repr_learn.evaluation import protocols
+
+  calls = []
+
+  class Counting(protocols.Protocol):
+    name = "counting"
+
+    def evaluate(self, state, step):
+      calls.append(state)
+      return {"top1": float(len(calls))}
+
+  config = config_schema.base_config()
+  context = types.SimpleNamespace(config=config, data_config=config.data)
+  baseline = protocols.Baseline(make_state=lambda: "random")
+  for _ in range(2):
+    protocols.run([Counting(context)], "trained", 1, str(tmp_path), baseline=baseline)
+  assert calls.count("random") == 1
+  config.eval.linear_features = "dinov2"
+  result = protocols.run([Counting(context)], "trained", 1, str(tmp_path), baseline=baseline)
+  assert calls.count("random") == 2 and result["counting"]["random_init_top1"] == 4.0

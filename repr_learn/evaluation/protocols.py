@@ -131,6 +131,16 @@ class Protocol:
   def evaluate(self, state, step: int) -> dict[str, Any]:
     raise NotImplementedError
 
+  def settings(self) -> dict[str, Any]:
+    """What the result depends on besides the weights: the evaluation section
+    (less what only schedules protocols) and the evaluation data. A cached
+    random-init result is reused only under the same settings."""
+    scheduling = ("protocols", "periodic_protocols", "every_steps", "random_init_baseline",
+                  "online_probe", "online_probe_lr")
+    eval_config = {k: v for k, v in self.config.eval.to_dict().items() if k not in scheduling}
+    return json.loads(json.dumps({"eval": eval_config, "data": self.context.data_config.to_dict(),
+                                  "seed": self.config.seed}, default=str))
+
 
 _REGISTRY: dict[str, type[Protocol]] = {}
 
@@ -207,13 +217,19 @@ class Baseline:
 
 
 def _random_init_result(protocol: Protocol, baseline: Baseline, workdir: str) -> dict[str, Any]:
-  """The protocol on the random-init encoder, cached in `eval/<name>_random_init.json`."""
+  """The protocol on the random-init encoder, cached in
+  `eval/<name>_random_init.json` with the settings it ran under (`settings`):
+  evaluating again with other settings (e.g. `eval.linear_features`, `knn_k`)
+  recomputes it."""
   cache = result_path(workdir, f"{protocol.name}_random_init")
+  settings = protocol.settings()
   if os.path.exists(cache):
     with open(cache) as f:
-      return json.load(f)
+      cached = json.load(f)
+    if cached.get("settings") == settings:
+      return cached
   result = protocol.evaluate(baseline.state(), 0)
-  write(workdir, f"{protocol.name}_random_init", result)
+  write(workdir, f"{protocol.name}_random_init", {**result, "settings": settings})
   return result
 
 
