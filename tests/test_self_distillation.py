@@ -259,7 +259,7 @@ def _step_setup(method, **overrides):
   return config, *step_helpers._setup(config, jax.devices())
 
 
-@pytest.mark.parametrize("method", ["ibot", "dinov2"])
+@pytest.mark.parametrize("method", ["dinov2"])  # iBOT's masks are dense: no bound to pad to
 def test_step_compiles_once_across_mask_counts_and_freezes_the_last_layer(method):
   config, mesh, objective, state, step_fn = _step_setup(
       method, **{"optimizer.weight_decay": 0.5, "objective.freeze_last_layer_epochs": 5.0})
