@@ -336,6 +336,11 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
   if config.optimizer.schedule != "steps" and config.optimizer.lr_decay_epochs:
     raise ValueError("config.optimizer.lr_decay_epochs applies to schedule='steps' only; "
                      "set --config.optimizer.schedule=steps or drop it.")
+  group = config.objective.get("koleo_group_size", 0)
+  if group and config.batch_size % group:
+    raise ValueError(f"config.objective.koleo_group_size={group} must divide "
+                     f"config.batch_size={config.batch_size} (KoLeo runs per group of that "
+                     "many examples, DINOv2's per-GPU batch); set a divisor, or 0 for one group.")
   _check_options_apply(config)
   decays = config.optimizer.weight_decay > 0 or (config.optimizer.weight_decay_end or 0) > 0
   if (config.model.freeze_patch_embed and decays

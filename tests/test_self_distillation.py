@@ -418,3 +418,13 @@ def test_random_init_baseline_is_recomputed_when_evaluation_settings_change(tmp_
   config.eval.linear_features = "dinov2"
   result = protocols.run([Counting(context)], "trained", 1, str(tmp_path), baseline=baseline)
   assert calls.count("random") == 2 and result["counting"]["random_init_top1"] == 4.0
+
+
+def test_a_koleo_group_that_does_not_divide_the_batch_is_refused_in_one_line():
+  from repr_learn import config_schema
+  config = dinov2_config.get_config("digits")
+  config.batch_size = 96
+  with pytest.raises(ValueError, match="koleo_group_size=64 must divide"):
+    config_schema.validate(config)
+  config.objective.koleo_group_size = 32
+  config_schema.validate(config)
