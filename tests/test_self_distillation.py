@@ -14,6 +14,7 @@ import pytest
 
 from configs import dinov2 as dinov2_config
 from repr_learn import optim
+from repr_learn.data import mask_budgets
 from repr_learn.data import masking
 from repr_learn.losses import clustering
 from repr_learn.losses import distillation
@@ -143,7 +144,7 @@ def test_masked_token_loss_matches_dinov2_forward_masked_with_padding():
   masks[2, [0]] = True
   masks[3, [0, 1, 2, 3]] = True  # crop 1 unmasked: still counts in the 2B mean
   indices, weights = official_collate_weights(masks)
-  packed = masking.pack_masked(jnp.asarray(masks), capacity=12)
+  packed = mask_budgets.pack_masked(jnp.asarray(masks), capacity=12)
   np.testing.assert_array_equal(np.asarray(packed.ids)[:len(indices)], indices)
   np.testing.assert_allclose(np.asarray(packed.weights)[:len(indices)], weights, rtol=1e-6)
   assert not np.asarray(packed.valid)[len(indices):].any()
@@ -211,9 +212,9 @@ def test_dino_loss_equals_dinov2_local_plus_global_terms():
 
 
 def test_dinov2_targets_are_stratified_with_the_official_bound():
-  targets, bound = masking.dinov2_mask_targets(jax.random.PRNGKey(0), 128, 256, 0.5,
-                                               (0.1, 0.5))
-  assert bound == 4941  # the collate's upperbound at 64 images per GPU, 16x16 tokens
+  targets = mask_budgets.dinov2_mask_targets(jax.random.PRNGKey(0), 128, 256, 0.5,
+                                             (0.1, 0.5))
+  assert mask_budgets.dinov2_mask_bound(128, 256, 0.5, (0.1, 0.5)) == 4941  # the collate's upperbound at 64 images per GPU, 16x16 tokens
   targets = np.asarray(targets)
   assert (targets > 0).sum() == 64
   strata = np.sort(targets[targets > 0]) / 256
@@ -222,7 +223,7 @@ def test_dinov2_targets_are_stratified_with_the_official_bound():
 
 
 def test_ibot_targets_mask_half_the_crops_at_ratios_in_0_1_to_0_5():
-  targets = np.asarray(masking.ibot_mask_targets(jax.random.PRNGKey(1), 4000, 196,
+  targets = np.asarray(mask_budgets.ibot_mask_targets(jax.random.PRNGKey(1), 4000, 196,
                                                  (0.0, 0.3), (0.0, 0.2))) / 196
   masked = targets[targets > 0]
   assert abs(len(masked) / 4000 - 0.5) < 0.03

@@ -28,7 +28,7 @@ def sinkhorn(scores: jax.Array, epsilon: float, num_iters: int,
       take no part in the column sums, so the valid rows equal the unpadded
       result. None: every row.
     valid: [B] bool, traced: the rows that are examples (DINOv2's masked
-      tokens packed to a static bound, `masking.pack_masked`); the row count B
+      tokens packed to a static bound, `mask_budgets.pack_masked`); the row count B
       of the column normalisation is then their number, as the official
       `n_masked_patches`. Excludes `num_valid`.
 

@@ -43,7 +43,7 @@ def masked_token_loss(student: jax.Array, teacher_probs: jax.Array, weights: jax
   tokens are averaged and every global crop, masked or not, counts in the mean.
 
   Args:
-    student, teacher_probs: [U, K] for the packed tokens (`masking.pack_masked`).
+    student, teacher_probs: [U, K] for the packed tokens (`mask_budgets.pack_masked`).
     weights: [U] `PackedMask.weights`.
     num_crops: the global crops of the batch (2B).
   """

@@ -20,6 +20,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from repr_learn.data import mask_budgets
 from repr_learn.data import masking
 from repr_learn.losses import clustering
 from repr_learn.losses import distillation
@@ -97,8 +98,8 @@ class IBOT(base.EmaTargetObjective):
     """[num_crops, grid * grid] bool, True = masked for the student."""
     c = self.config
     k_targets, k_blocks = jax.random.split(rng)
-    targets = masking.ibot_mask_targets(k_targets, num_crops, grid * grid, c.mask_ratios,
-                                        c.mask_ratio_spreads)
+    targets = mask_budgets.ibot_mask_targets(k_targets, num_crops, grid * grid,
+                                             c.mask_ratios, c.mask_ratio_spreads)
     targets = jnp.where(step >= self.steps_in(c.mask_start_epochs), targets, 0.0)
     return masking.block_mask_up_to(k_blocks, targets, grid, grid,
                                     min_block_tokens=(grid // 3) ** 2)
@@ -217,15 +218,15 @@ class DINOv2(IBOT):
     del step
     c = self.config
     k_targets, k_blocks = jax.random.split(rng)
-    targets, _ = masking.dinov2_mask_targets(k_targets, num_crops, grid * grid,
-                                             c.mask_probability, tuple(c.mask_ratio_range))
+    targets = mask_budgets.dinov2_mask_targets(k_targets, num_crops, grid * grid,
+                                               c.mask_probability, tuple(c.mask_ratio_range))
     return masking.block_mask_up_to(k_blocks, targets, grid, grid, min_block_tokens=4,
                                     max_block_tokens=int(0.5 * grid * grid))
 
   def pack(self, masked):
     c = self.config
     num_crops, num_tokens = masked.shape
-    return masking.pack_masked(masked, masking.dinov2_mask_bound(
+    return mask_budgets.pack_masked(masked, mask_budgets.dinov2_mask_bound(
         num_crops, num_tokens, c.mask_probability, tuple(c.mask_ratio_range)))
 
   def teacher_targets(self, teacher, extra, packed, step):
