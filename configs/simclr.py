@@ -32,6 +32,11 @@ Representations", ICML 2020). Variants: see configs/common.py.
 
     The repository's README CIFAR command is a smaller one (ResNet-18, batch
     512, wd 1e-4); solo-learn's simclr.yaml another (90.74% with ResNet-18).
+  digits_matryoshka  `digits` with Matryoshka representations (Kusupati et al.
+           2022): the loss summed over the projector heads reading the first
+           4, 8, ..., 128 feature dimensions (MRL's doubling sizes, equal
+           weights, one first layer per size), evaluated at each size
+           (BENCHMARKS.md "Matryoshka SimCLR on digits").
 """
 
 import ml_collections
@@ -39,11 +44,20 @@ import ml_collections
 from configs import common
 from repr_learn import config_schema
 
+EXTRA_VARIANTS = ("digits_matryoshka",)
+# Every size below the digits ResNet-18's 128 feature dims that the protocols report.
+DIGITS_EVAL_DIMS = (4, 8, 16, 32, 64)
+
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
+  matryoshka = variant == "digits_matryoshka"
+  variant = "digits" if matryoshka else variant
   c = common.set_variant(config_schema.base_config(), variant)
   config_schema.with_objective(c, "simclr", temperature=0.5)
   common.projector(c, hidden=2048, out=128, layers=2, variant=variant)
+  if matryoshka:
+    c.objective.matryoshka_dims = DIGITS_EVAL_DIMS + (128,)
+    c.eval.dims = DIGITS_EVAL_DIMS
   if variant == "cifar10":
     c.model.backbone = "resnet50"
     c.batch_size = 1024

@@ -159,6 +159,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.fewshot_seeds = 5            # draws of the few-shot training set per shot count
   c.eval.fewshot_l2_reg = 1024.0      # ridge strength: big_vision's fixed 2^10
   c.eval.rankme_max_examples = 25600  # RankMe/uniformity on at most this many test-split embeddings
+  c.eval.dims = ()                    # also run knn, linear and fewshot on these leading feature dims (Matryoshka sizes)
 
   c.parallel = ml_collections.ConfigDict()
   c.parallel.mode = "jit"           # jit: one program over the global batch (global BatchNorm) | pmap: per-device programs (see repr_learn/parallel.py)
@@ -208,6 +209,10 @@ LEGACY_VALUES = {
     "model.num_registers": 0,
     "model.pixel_mean": [0.485, 0.456, 0.406],
     "model.pixel_std": [0.229, 0.224, 0.225],
+    "objective.matryoshka_dims": [],
+    "objective.matryoshka_weights": [],
+    "objective.matryoshka_efficient": False,
+    "eval.dims": [],
 }
 
 
@@ -256,11 +261,23 @@ def _check_keys(config: ml_collections.ConfigDict, schema: Any, path: str) -> No
       _check_keys(value, default, full + ".")
 
 
+# Fields every objective's section holds beside its own (`Objective.defaults`).
+COMMON_OBJECTIVE_FIELDS = {
+    # Matryoshka representation learning (Kusupati et al. 2022): the loss is
+    # summed over the heads that read the first m feature dims, for each m
+    # here (ascending, the last the backbone's feature width); () = off.
+    "matryoshka_dims": (),
+    "matryoshka_weights": (),      # one per size; () = 1 each (MRL's relative_importance)
+    "matryoshka_efficient": False,  # True: the sizes share the projector's first layer (MRL-E); False: one per size (MRL)
+}
+
+
 def objective_schema(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The fields `config.objective` may hold: its name plus the class defaults."""
+  """The fields `config.objective` may hold: its name, the fields common to
+  every objective and the class defaults."""
   from repr_learn import objectives  # Local import: objectives import models.
   cls = objectives.get_objective_class(config.objective.name)
-  return {"name": config.objective.name, **cls.defaults}
+  return {"name": config.objective.name, **COMMON_OBJECTIVE_FIELDS, **cls.defaults}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -341,6 +358,7 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.objective.koleo_group_size={group} must divide "
                      f"config.batch_size={config.batch_size} (KoLeo runs per group of that "
                      "many examples, DINOv2's per-GPU batch); set a divisor, or 0 for one group.")
+  _check_matryoshka(config)
   _check_options_apply(config)
   decays = config.optimizer.weight_decay > 0 or (config.optimizer.weight_decay_end or 0) > 0
   if (config.model.freeze_patch_embed and decays
@@ -355,6 +373,42 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
   if config.parallel.mode == "jit" and config.parallel.sync_batchnorm is False:
     raise ValueError("BatchNorm statistics are always global in parallel.mode=jit; for "
                      "per-device BatchNorm set --config.parallel.mode=pmap.")
+
+
+def _check_matryoshka(config: ml_collections.ConfigDict) -> None:
+  """Nested sizes: ascending positive ints, weights to match, and an objective
+  whose loss acts on an embedding of the features (`supports_matryoshka`)."""
+  from repr_learn import objectives  # Local import: objectives import models.
+  for key in ("objective.matryoshka_dims", "eval.dims"):
+    dims = list(_get(config, key))
+    if dims and (any(not isinstance(d, int) or d < 1 for d in dims)
+                 or dims != sorted(set(dims))):
+      raise ValueError(f"config.{key}={dims!r} must be strictly ascending positive integers, "
+                       "e.g. (8, 16, 32, 64).")
+  if (config.eval.dims and config.eval.linear_features == "dinov2"
+      and "linear" in config.eval.protocols + config.eval.periodic_protocols):
+    raise ValueError("config.eval.dims truncates the pooled features; the linear probe's "
+                     "eval.linear_features='dinov2' input has no nested sizes. Use 'pooled' or "
+                     "drop eval.dims.")
+  obj = config.objective
+  if obj.matryoshka_weights and len(obj.matryoshka_weights) != len(obj.matryoshka_dims):
+    raise ValueError(f"config.objective.matryoshka_weights has {len(obj.matryoshka_weights)} "
+                     f"entries for {len(obj.matryoshka_dims)} matryoshka_dims; give one per size "
+                     "or () for 1 each.")
+  if not obj.matryoshka_dims:
+    if obj.matryoshka_weights or obj.matryoshka_efficient:
+      raise ValueError("config.objective.matryoshka_weights/matryoshka_efficient take effect "
+                       "only with objective.matryoshka_dims; drop them or set the sizes.")
+    return
+  cls = objectives.get_objective_class(obj.name)
+  if not cls.supports_matryoshka:
+    supported = sorted(n for n, c in objectives.REGISTRY.items() if c.supports_matryoshka)
+    raise ValueError(f"objective {obj.name!r} cannot nest its representation "
+                     f"(objective.matryoshka_dims): {cls.matryoshka_refusal}. Methods that can: "
+                     f"{', '.join(supported)}.")
+  if config.model.projector.num_layers < 1:
+    raise ValueError("objective.matryoshka_dims needs a projector (model.projector.num_layers "
+                     ">= 1): its first layer is the nested head that reads each size.")
 
 
 def _check_options_apply(config: ml_collections.ConfigDict) -> None:
@@ -409,8 +463,9 @@ def with_objective(config: ml_collections.ConfigDict, name: str,
   """Replaces `config.objective` by `name`'s defaults updated with `overrides`."""
   from repr_learn import objectives
   cls = objectives.get_objective_class(name)
-  unknown = set(overrides) - set(cls.defaults)
+  fields = {**COMMON_OBJECTIVE_FIELDS, **cls.defaults}
+  unknown = set(overrides) - set(fields)
   if unknown:
-    raise KeyError(f"Objective {name!r} has no fields {sorted(unknown)}; valid: {sorted(cls.defaults)}.")
-  config.objective = ml_collections.ConfigDict({"name": name, **cls.defaults, **overrides})
+    raise KeyError(f"Objective {name!r} has no fields {sorted(unknown)}; valid: {sorted(fields)}.")
+  config.objective = ml_collections.ConfigDict({"name": name, **fields, **overrides})
   return config

@@ -1,14 +1,16 @@
 """Exports a trained encoder's embeddings: `python -m repr_learn.embed`.
 
   python -m repr_learn.embed --workdir=DIR --out=FILE.npz [--split=test] \
-    [--data.name=image_folder --data.data_dir=PHOTOS ...]
+    [--dims=64] [--data.name=image_folder --data.data_dir=PHOTOS ...]
 
 Like lightly's `embed`: one backbone feature vector per image of a split (eval
 mode, centre view, the features kNN and linear probes use), for retrieval,
 deduplication or plotting outside repr_learn. The .npz holds `embeddings`
 [N, D] float32, `labels` [N] (-1 where unlabeled), `ids` [N] (relative file
 names for image folders, else the example index in the split) and `dataset`,
-`split`, `step`. `--data.*`/`--config.eval.*` overrides embed another dataset.
+`split`, `step`. `--dims=m` keeps the first m dimensions (a Matryoshka size
+of a run trained with `objective.matryoshka_dims`). `--data.*`/`--config.eval.*`
+overrides embed another dataset.
 """
 
 import os
@@ -25,6 +27,8 @@ flags.DEFINE_string("workdir", None, "Run directory written by main.py.", flag_v
 flags.DEFINE_string("out", None, "The .npz file to write.", flag_values=_FLAGS)
 flags.DEFINE_string("split", None, "Split to embed (default: the dataset's evaluation "
                     "test split, e.g. 'test').", flag_values=_FLAGS)
+flags.DEFINE_integer("dims", None, "Keep the first DIMS dimensions of each embedding (a "
+                     "Matryoshka size); default: all.", flag_values=_FLAGS, lower_bound=1)
 
 
 def splits(context: protocols.EvalContext) -> list[str]:
@@ -46,16 +50,18 @@ def _ids(context: protocols.EvalContext, split: str, count: int) -> np.ndarray:
   return np.asarray([os.path.relpath(p, root) for p in paths])
 
 
-def embeddings(run: finished_run.FinishedRun, split: str | None = None
-               ) -> dict[str, np.ndarray]:
+def embeddings(run: finished_run.FinishedRun, split: str | None = None,
+               dims: int | None = None) -> dict[str, np.ndarray]:
   """{embeddings, labels, ids, dataset, split, step} of `split` (default: the
-  evaluation test split) of the run's evaluation dataset."""
+  evaluation test split) of the run's evaluation dataset; the first `dims`
+  dimensions of each when given."""
   context = run.eval_context()
   valid = splits(context)
   split = split or context.splits[1]
   if split not in valid:
     raise ValueError(f"Split {split!r} is not one of {context.spec.name}'s splits {valid}.")
-  features, labels = context.backbone_features(run.state, split)
+  with context.leading_dims(dims):
+    features, labels = context.backbone_features(run.state, split)
   return {"embeddings": np.asarray(features, np.float32),
           "labels": np.asarray(labels, np.int64),
           "ids": _ids(context, split, len(features)),
@@ -79,7 +85,7 @@ def main(argv: Sequence[str]) -> None:
     if not _FLAGS.workdir or not _FLAGS.out:
       raise ValueError("Pass --workdir=DIR (a run directory) and --out=FILE.npz.")
     run = finished_run.load(_FLAGS.workdir, overrides)
-    arrays = embeddings(run, _FLAGS.split)
+    arrays = embeddings(run, _FLAGS.split, _FLAGS.dims)
     path = write(_FLAGS.out, arrays)
   except finished_run.ERRORS as e:
     raise SystemExit(finished_run.error_message(e)) from None

@@ -122,7 +122,8 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     # Fields an objective gained after the run was trained take their defaults.
     name = objective.get("name")
     defaults = objectives.get_objective_class(name).defaults if name else {}
-    config.objective = ml_collections.ConfigDict({**defaults, **objective})
+    config.objective = ml_collections.ConfigDict(
+        {**config_schema.COMMON_OBJECTIVE_FIELDS, **defaults, **objective})
   except (AttributeError, TypeError, ValueError) as e:
     raise RunError(f"{path} does not fit this version's config schema ({e}); evaluate "
                    "it with the repr_learn version that trained it.") from None

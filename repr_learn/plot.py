@@ -2,9 +2,10 @@
 
   python -m repr_learn.plot DIR [--split=test] [--config.data.data_dir=...]
 
-writes DIR/plots/curves.png (training curves from metrics.jsonl) and
+writes DIR/plots/curves.png (training curves from metrics.jsonl),
 DIR/plots/embedding.png (t-SNE of the restored encoder's test-split features,
-coloured by class). `plot_reconstructions` draws masked-image-modeling
+coloured by class) and, when the eval results hold several feature sizes
+(`eval.dims`), DIR/plots/accuracy_by_dim.png. `plot_reconstructions` draws masked-image-modeling
 outputs. Figures are drawn on matplotlib's Agg canvas directly, without
 pyplot, so nothing here needs a display or touches global plotting state.
 """
@@ -36,6 +37,8 @@ PANELS = (
     ("RankMe", ("rankme/rankme",)),
 )
 UNLABELED_COLOUR = "tab:gray"
+# Top-1 protocols drawn against the feature sizes of `eval.dims`.
+NESTED_PROTOCOLS = ("knn", "linear")
 
 _FLAGS = flags.FlagValues()
 flags.DEFINE_string("split", None, "Split whose features the embedding plot shows "
@@ -85,6 +88,14 @@ def _title(workdir: str) -> str:
     return name
 
 
+def run_label(workdir: str) -> str:
+  return os.path.basename(os.path.abspath(workdir))
+
+
+def by_dim_path(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), PLOTS_DIR, "accuracy_by_dim.png")
+
+
 def has_metrics(workdir: str) -> bool:
   """Whether the run logged training metrics (an imported workdir trained nothing)."""
   return os.path.isfile(os.path.join(workdir, metric_logging.METRICS_FILE))
@@ -114,6 +125,55 @@ def plot_curves(workdir: str) -> str:
     if len(keys) > 1:
       ax.legend(fontsize="small")
   return _save(fig, os.path.join(workdir, PLOTS_DIR, "curves.png"))
+
+
+def accuracy_by_dim(workdir: str, protocols: Sequence[str] = NESTED_PROTOCOLS
+                    ) -> dict[str, dict[int, float]]:
+  """{protocol: {feature dims: top-1}} from DIR/eval/<protocol>.json: its
+  `by_dim` entries (`eval.dims`) and the full width; protocols without
+  `by_dim` are left out."""
+  out = {}
+  for name in protocols:
+    path = os.path.join(workdir, "eval", f"{name}.json")
+    if not os.path.isfile(path):
+      continue
+    with open(path) as f:
+      result = json.load(f)
+    if not result.get("by_dim"):
+      continue
+    points = {int(m): r["top1"] for m, r in result["by_dim"].items() if "top1" in r}
+    if "feature_dim" in result and "top1" in result:
+      points[int(result["feature_dim"])] = result["top1"]
+    if points:
+      out[name] = dict(sorted(points.items()))
+  return out
+
+
+def plot_accuracy_by_dim(path: str, runs: dict[str, str]) -> str:
+  """Top-1 against the number of leading feature dimensions kept (Matryoshka
+  sizes), one panel per protocol, one line per run ({label: workdir})."""
+  curves = {label: accuracy_by_dim(workdir) for label, workdir in runs.items()}
+  names = [n for n in NESTED_PROTOCOLS if any(n in c for c in curves.values())]
+  if not names:
+    raise ValueError(f"None of {sorted(runs.values())} has eval results at several sizes; "
+                     "evaluate with --config.eval.dims=(8,16,...).")
+  fig = _new_figure(4.2 * len(names), 3.4)
+  for i, name in enumerate(names):
+    ax = fig.add_subplot(1, len(names), i + 1)
+    sizes = set()
+    for label, curve in curves.items():
+      if name in curve:
+        dims, top1 = zip(*curve[name].items())
+        ax.plot(dims, top1, marker="o", label=label)
+        sizes.update(dims)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(sizes), [str(m) for m in sorted(sizes)])
+    ax.minorticks_off()
+    ax.set_title(f"{name} top-1 (%)")
+    ax.set_xlabel("leading feature dimensions")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+  return _save(fig, os.path.abspath(os.path.expanduser(path)))
 
 
 def tsne(features: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -208,6 +268,8 @@ def main(argv: Sequence[str]) -> None:
             "imported weights): no training curves.")
     arrays = embed.embeddings(finished_run.load(workdir, overrides), _FLAGS.split)
     print(f"Wrote {plot_embedding(workdir, arrays['embeddings'], arrays['labels'])}")
+    if accuracy_by_dim(workdir):
+      print(f"Wrote {plot_accuracy_by_dim(by_dim_path(workdir), {run_label(workdir): workdir})}")
   except finished_run.ERRORS as e:
     raise SystemExit(finished_run.error_message(e)) from None
 

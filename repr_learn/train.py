@@ -92,7 +92,9 @@ def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
   sync_bn = config.parallel.mode == "pmap" and config.parallel.sync_batchnorm
   network = models.build_network(config.model, image_size=config.augment.crop_size,
                                  decoder_output_dim=cls.decoder_output_dim(config),
-                                 bn_axis_name=parallel.DATA_AXIS if sync_bn else None)
+                                 bn_axis_name=parallel.DATA_AXIS if sync_bn else None,
+                                 matryoshka_dims=tuple(config.objective.matryoshka_dims),
+                                 matryoshka_efficient=config.objective.matryoshka_efficient)
   views = view_recipes.build_views(config.augment)
   objective = cls(config=config.objective, network=network, views=views,
                   total_steps=total_steps, steps_per_epoch=steps_per_epoch,

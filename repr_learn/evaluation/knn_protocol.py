@@ -15,6 +15,7 @@ from repr_learn.evaluation import protocols
 class KnnProtocol(protocols.Protocol):
   name = "knn"
   needs_labels = True
+  reads_features = True
   headline = ("top1", "top5")
 
   def evaluate(self, state, step: int) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Pictures of a run at the end of training: DIR/plots/curves.png (training
-curves from metrics.jsonl) and DIR/plots/embedding.png (t-SNE of the test
-embeddings, coloured by class). The same as `python -m repr_learn.plot DIR`.
+curves from metrics.jsonl), DIR/plots/embedding.png (t-SNE of the test
+embeddings, coloured by class) and, with `eval.dims`, accuracy_by_dim.png (the
+protocols listed before this one, at each size). The same as
+`python -m repr_learn.plot DIR`.
 """
 
 from typing import Any
@@ -26,4 +28,7 @@ class PlotsProtocol(protocols.Protocol):
       if plot.has_metrics(workdir):
         result["curves"] = plot.plot_curves(workdir)
       result["embedding"] = plot.plot_embedding(workdir, features, labels)
+      if plot.accuracy_by_dim(workdir):  # eval.dims: the protocols before this one
+        result["accuracy_by_dim"] = plot.plot_accuracy_by_dim(
+            plot.by_dim_path(workdir), {plot.run_label(workdir): workdir})
     return result

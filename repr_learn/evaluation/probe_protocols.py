@@ -29,6 +29,7 @@ class LinearProtocol(protocols.Protocol):
   held-out part of it; top-1/top-5 on the test split (`linear_probe`)."""
   name = "linear"
   needs_labels = True
+  reads_features = True  # the pooled features; eval.dims is refused with linear_features=dinov2
   headline = ("top1", "top5")
 
   def evaluate(self, state, step: int) -> dict[str, Any]:
@@ -72,6 +73,7 @@ class FewshotProtocol(protocols.Protocol):
   shot count (`fewshot`)."""
   name = "fewshot"
   needs_labels = True
+  reads_features = True
   headline = ("1shot_top1", "5shot_top1", "10shot_top1", "25shot_top1")
 
   def evaluate(self, state, step: int) -> dict[str, Any]:
@@ -94,6 +96,7 @@ class RankMeProtocol(protocols.Protocol):
   """
   name = "rankme"
   headline = ("rankme",)
+  reads_features = True
 
   def evaluate(self, state, step: int) -> dict[str, Any]:
     split = self.context.splits[1]

@@ -9,6 +9,7 @@ feature pass. The trainer and `python -m repr_learn.evaluate` call `run`; neithe
 knows any protocol by name.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -58,6 +59,18 @@ class EvalContext:
         features.backbone_outputs(objective), mesh, image_size, config.eval.batch_size,
         objective.pixel_mean, objective.pixel_std)
     self._cache_key, self._cache = None, {}
+    self._leading_dims = None
+
+  @contextlib.contextmanager
+  def leading_dims(self, m: int | None):
+    """Within it, `backbone_features` are the first `m` dimensions of the
+    features (a Matryoshka size, `eval.dims`; None: all), so protocols run
+    unchanged on them."""
+    self._leading_dims = m
+    try:
+      yield
+    finally:
+      self._leading_dims = None
 
   @property
   def splits(self) -> tuple[str, str]:
@@ -81,7 +94,13 @@ class EvalContext:
     if split not in self._cache:
       outputs, labels = self._extract(state, self.source(split))
       self._cache[split] = (outputs["features"], labels)
-    return self._cache[split]
+    x, y = self._cache[split]
+    if self._leading_dims is None:
+      return x, y
+    if self._leading_dims > x.shape[1]:
+      raise ValueError(f"config.eval.dims asks for {self._leading_dims} dimensions of features "
+                       f"that have {x.shape[1]}; list sizes up to {x.shape[1]}.")
+    return x[:, :self._leading_dims], y
 
   def require_labels(self, labels: np.ndarray, split: str, protocol: str) -> None:
     if np.any(labels < 0):
@@ -119,10 +138,13 @@ class Protocol:
     headline: result keys logged as scalars (`<name>/<key>`) and compared with
       the random-init encoder when `config.eval.random_init_baseline` is set.
     needs_labels: whether it scores against labels (kNN, probes, clustering).
+    reads_features: whether it reads only `EvalContext.backbone_features`, so
+      that `eval.dims` can run it again on their leading dimensions.
   """
   name: ClassVar[str] = "base"
   headline: ClassVar[tuple[str, ...]] = ("top1",)
   needs_labels: ClassVar[bool] = False
+  reads_features: ClassVar[bool] = False
 
   def __init__(self, context: EvalContext):
     self.context = context
@@ -130,6 +152,20 @@ class Protocol:
 
   def evaluate(self, state, step: int) -> dict[str, Any]:
     raise NotImplementedError
+
+  def evaluate_by_dim(self, state, step: int) -> dict[str, dict[str, Any]]:
+    """{str(m): the scalar results on the first m feature dimensions} for each
+    m in `eval.dims` (Matryoshka sizes); {} when it lists none or the
+    protocol reads more than the backbone features."""
+    if not (self.reads_features and self.config.eval.dims):
+      return {}
+    by_dim = {}
+    for m in self.config.eval.dims:
+      with self.context.leading_dims(m):
+        result = self.evaluate(state, step)
+      by_dim[str(m)] = {k: v for k, v in result.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return by_dim
 
   def settings(self) -> dict[str, Any]:
     """What the result depends on besides the weights: the evaluation section
@@ -246,6 +282,9 @@ def run(protocols: list[Protocol], state, step: int, workdir: str | None, *,
     result = protocol.evaluate(state, step)
     result.update({f"random_init_{k}": reference[k] for k in protocol.headline
                    if k in reference})
+    by_dim = protocol.evaluate_by_dim(state, step)
+    if by_dim:
+      result["by_dim"] = by_dim
     if workdir is not None:
       write(workdir, protocol.name, result)
     logging.info("%s at step %d: %s", protocol.name, step,
@@ -255,7 +294,8 @@ def run(protocols: list[Protocol], state, step: int, workdir: str | None, *,
 
 
 def scalars(results: dict[str, dict[str, Any]]) -> dict[str, float]:
-  """Headline figures (and their random-init references) as `<name>/<key>` scalars."""
+  """Headline figures (and their random-init references) as `<name>/<key>`
+  scalars, and those at each `eval.dims` size as `<name>/<key>_dim<m>`."""
   out = {}
   for name, result in results.items():
     keys = _REGISTRY[name].headline
@@ -263,4 +303,6 @@ def scalars(results: dict[str, dict[str, Any]]) -> dict[str, float]:
       value = result.get(key)
       if isinstance(value, (int, float)):
         out[f"{name}/{key}"] = float(value)
+    for m, at_m in result.get("by_dim", {}).items():
+      out.update({f"{name}/{key}_dim{m}": float(at_m[key]) for key in keys if key in at_m})
   return out

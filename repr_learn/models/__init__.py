@@ -17,22 +17,42 @@ class SiameseNetwork(nn.Module):
   `__call__` returns every intermediate an objective may need ('features',
   'projection', 'prediction', 'scores' against the prototypes); `embed` gives
   the backbone features used by evaluation (kNN, linear probe).
+
+  With `matryoshka_dims` (ascending, the last being the feature width), the
+  outputs also hold 'nested': for each smaller size m, the heads' outputs
+  ('projection', 'prediction', 'scores') computed from the first m feature
+  dimensions alone (Kusupati et al. 2022; the projector is MRL's nested head).
+  Objectives sum their loss over the sizes (`Objective.nested_loss`); a
+  teacher's or evaluation's unused nested outputs are compiled away.
   """
   backbone: nn.Module
   projector: nn.Module
   predictor: nn.Module | None = None
   prototypes: nn.Module | None = None
+  matryoshka_dims: tuple[int, ...] = ()
 
   def __call__(self, x, train: bool = True):
     out = self.project(x, train=train)
     if self.predictor is not None:
       out["prediction"] = self.predictor(out["projection"], train=train)
+      for m, nested in zip(self.matryoshka_dims, out.get("nested", ())):
+        nested["prediction"] = self.predictor(nested["projection"], train=train, nested_size=m)
     return out
 
   def project(self, x, train: bool = True):
     """Backbone, projector and prototypes: the branch an EMA target computes."""
     features = self.backbone(x, train=train)
-    out = {"features": features, "projection": self.projector(features, train=train)}
+    out = {"features": features, **self._heads(features, train)}
+    if self.matryoshka_dims:
+      if self.matryoshka_dims[-1] != features.shape[-1]:
+        raise ValueError(f"objective.matryoshka_dims must end at the feature width "
+                         f"{features.shape[-1]} of model.backbone, got "
+                         f"{list(self.matryoshka_dims)}.")
+      out["nested"] = tuple(self._heads(features, train, m) for m in self.matryoshka_dims[:-1])
+    return out
+
+  def _heads(self, features, train, nested_size=None):
+    out = {"projection": self.projector(features, train=train, nested_size=nested_size)}
     if self.prototypes is not None:
       out["scores"] = self.prototypes(out["projection"])
     return out
@@ -175,13 +195,20 @@ def build_decoder(config: ml_collections.ConfigDict, output_dim: int) -> nn.Modu
 
 def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
                   decoder_output_dim: int | None = None,
-                  bn_axis_name: str | None = None) -> nn.Module:
+                  bn_axis_name: str | None = None,
+                  matryoshka_dims: tuple[int, ...] = (),
+                  matryoshka_efficient: bool = True) -> nn.Module:
   """Backbone + projector (+ predictor when `predictor.num_layers > 0`, +
   prototypes when `prototypes.num_prototypes > 0`); or, with a
   `decoder.kind`, a ViT and its masked-modeling head predicting
   `decoder_output_dim` values per token. Every BatchNorm averages over the
-  device axis `bn_axis_name` when given (SyncBN in the per-device mode)."""
+  device axis `bn_axis_name` when given (SyncBN in the per-device mode).
+  `matryoshka_dims` nests the backbone features (`SiameseNetwork`), with one
+  projector first layer shared by the sizes when `matryoshka_efficient`."""
   dtype = jnp.dtype(config.dtype)
+  if matryoshka_dims and (config.decoder.kind != "none" or config.patch_head.kind != "none"):
+    raise ValueError("Matryoshka sizes nest a backbone + projector network; this one has "
+                     "token heads (model.decoder.kind or model.patch_head.kind).")
   if config.decoder.kind != "none":
     if config.backbone not in vit.VIT_SIZES:
       raise ValueError(f"model.decoder.kind={config.decoder.kind!r} needs a ViT backbone, "
@@ -195,13 +222,15 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
                             num_layers=proj.num_layers, last_bn=proj.last_bn,
                             use_bn=proj.use_bn, activation=proj.activation,
                             approximate_gelu=config.gelu == "tanh",
+                            nested_input="shared" if matryoshka_efficient else "separate",
                             bn_axis_name=bn_axis_name, dtype=dtype, name="projector")
   predictor = None
   if config.predictor.num_layers > 0:
     pred = config.predictor
     predictor = heads.MLPHead(hidden_dim=pred.hidden_dim, output_dim=proj.output_dim,
                               num_layers=pred.num_layers, last_bn=pred.last_bn,
-                              bn_axis_name=bn_axis_name, dtype=dtype, name="predictor")
+                              nested_input="full", bn_axis_name=bn_axis_name, dtype=dtype,
+                              name="predictor")
   prototypes = None
   if config.prototypes.num_prototypes > 0:
     prototypes = heads.Prototypes(num_prototypes=config.prototypes.num_prototypes,
@@ -209,8 +238,8 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
                                   learned_norm=config.prototypes.learned_norm,
                                   name="prototypes")
   return SiameseNetwork(backbone=build_backbone(config, image_size, bn_axis_name),
-                        projector=projector,
-                        predictor=predictor, prototypes=prototypes)
+                        projector=projector, predictor=predictor, prototypes=prototypes,
+                        matryoshka_dims=tuple(matryoshka_dims))
 
 
 def _self_distillation_network(config: ml_collections.ConfigDict, image_size: int,

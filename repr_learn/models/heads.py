@@ -33,6 +33,11 @@ class MLPHead(nn.Module):
     activation: 'relu', or 'gelu' as in DINO's head.
     approximate_gelu: the tanh form of GELU (runs made before the exact form
       became the default).
+    nested_input: how the head for a Matryoshka size m (`nested_size`) reads
+      its input: 'shared', the first layer's own kernel restricted to its
+      first m input rows (MRL-E, `efficient=True` in RAIVNLab/MRL's
+      `MRL_Linear_Layer`); 'separate', a first layer of its own per size
+      (MRL); 'full', the whole input (a predictor after a nested projector).
   """
   hidden_dim: int
   output_dim: int
@@ -43,24 +48,41 @@ class MLPHead(nn.Module):
   approximate_gelu: bool = False
   bn_momentum: float = 0.9
   bn_axis_name: str | None = None  # SyncBN across devices in the per-device mode
+  nested_input: str = "shared"
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
-    for i in range(self.num_layers - 1):
-      x = nn.Dense(self.hidden_dim, use_bias=not self.use_bn, dtype=self.dtype,
-                   name=f"dense_{i}")(x)
+  def __call__(self, x, train: bool = True, nested_size: int | None = None):
+    """x [..., D] -> [..., output_dim]. With `nested_size` m: the head that
+    reads the first m dimensions of x (see `nested_input`); its BatchNorms
+    keep statistics (and scale/bias) of their own, so that the full-size head's
+    running statistics are its own alone."""
+    suffix = "" if nested_size is None else f"_nested{nested_size}"
+
+    def bn(name, **kwargs):
+      return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                          axis_name=self.bn_axis_name, dtype=self.dtype,
+                          name=name + suffix, **kwargs)
+
+    for i in range(self.num_layers):
+      last = i == self.num_layers - 1
+      width = self.output_dim if last else self.hidden_dim
+      use_bias = not (self.last_bn if last else self.use_bn)
+      name = f"dense_{i}"
+      if i == 0 and nested_size is not None and self.nested_input == "shared":
+        # W[:, :m] x[:m] + b, as zeros in the input rows the size leaves out.
+        x = x * (jnp.arange(x.shape[-1]) < nested_size).astype(x.dtype)
+      elif i == 0 and nested_size is not None and self.nested_input == "separate":
+        x, name = x[..., :nested_size], name + suffix
+      x = nn.Dense(width, use_bias=use_bias, dtype=self.dtype, name=name)(x)
+      if last:
+        break
       if self.use_bn:
-        x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                         axis_name=self.bn_axis_name, dtype=self.dtype, name=f"bn_{i}")(x)
+        x = bn(f"bn_{i}")(x)
       x = (nn.relu(x) if self.activation == "relu"
            else nn.gelu(x, approximate=self.approximate_gelu))
-    x = nn.Dense(self.output_dim, use_bias=not self.last_bn, dtype=self.dtype,
-                 name=f"dense_{self.num_layers - 1}")(x)
     if self.last_bn:
-      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                       use_scale=False, use_bias=False, axis_name=self.bn_axis_name,
-                       dtype=self.dtype, name="bn_out")(x)
+      x = bn("bn_out", use_scale=False, use_bias=False)(x)
     return x.astype(jnp.float32)
 
 

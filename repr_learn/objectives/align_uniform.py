@@ -9,13 +9,19 @@ class AlignUniform(base.Objective):
 
   name = "align_uniform"
   defaults = {"align_weight": 1.0, "unif_weight": 1.0, "alpha": 2.0, "t": 2.0}
+  supports_matryoshka = True
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del extra, batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
     c = self.config
-    loss = (c.align_weight * siamese.alignment(z1, z2, c.alpha)
-            + c.unif_weight * (siamese.uniformity(z1, c.t) + siamese.uniformity(z2, c.t)) / 2)
+
+    def align_uniform(a, b):
+      a, b = a["projection"], b["projection"]
+      return (c.align_weight * siamese.alignment(a, b, c.alpha)
+              + c.unif_weight * (siamese.uniformity(a, c.t) + siamese.uniformity(b, c.t)) / 2)
+
+    loss, nested = self.nested_loss(align_uniform, o1, o2)
     return loss, base.LossOutput(batch_stats=new_stats,
-                                 metrics=base.geometry_metrics(z1, z2))
+                                 metrics={**base.geometry_metrics(z1, z2), **nested})

@@ -106,6 +106,11 @@ class Objective:
   dataset_sized_extra: ClassVar[tuple[str, ...]] = ()
   # False for workdirs that only hold weights trained elsewhere (`imported`).
   trainable: ClassVar[bool] = True
+  # The loss acts on the projector's outputs (`projection`, `prediction`,
+  # `scores`), so `objective.matryoshka_dims` can nest the features it reads
+  # (`nested_loss`); otherwise validation refuses the sizes, saying why.
+  supports_matryoshka: ClassVar[bool] = False
+  matryoshka_refusal: ClassVar[str] = "its loss does not act on an embedding of the pooled features"
 
   def __post_init__(self):
     """Subclasses check here that the network and config suit them (called by
@@ -164,6 +169,26 @@ class Objective:
     """The scalar loss on the global batch; `step` drives schedules (DINO's
     teacher temperature, SwAV's queue start)."""
     raise NotImplementedError
+
+  def nested_loss(self, loss_fn: Callable[..., jax.Array], *outputs: Mapping[str, Any]
+                  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`loss_fn(*outputs)`, or with `matryoshka_dims` the Matryoshka loss
+    sum_m c_m loss_fn(*outputs at size m) (Kusupati et al. 2022, eq. 1;
+    `Matryoshka_CE_Loss` in RAIVNLab/MRL), with each size's loss as a metric.
+
+    `outputs` are the online network's outputs (per view); at a size m their
+    head outputs are those computed from the first m feature dimensions
+    (`SiameseNetwork`'s 'nested'). Everything else the loss reads (a teacher,
+    a queue, labels) stays full-size: it is the target each size learns.
+    """
+    dims = tuple(self.config.matryoshka_dims)
+    if not dims:
+      return loss_fn(*outputs), {}
+    weights = tuple(self.config.matryoshka_weights) or (1.0,) * len(dims)
+    levels = [tuple(o["nested"][i] for o in outputs) for i in range(len(dims) - 1)]
+    losses = [loss_fn(*level) for level in levels] + [loss_fn(*outputs)]
+    total = sum(w * loss for w, loss in zip(weights, losses))
+    return total, {f"loss_dim{m}": jax.lax.stop_gradient(loss) for m, loss in zip(dims, losses)}
 
   def frozen_parts(self, step: jax.Array) -> Mapping[str, jax.Array]:
     """Parameter groups held fixed at `step`, name (top-level, or a path

@@ -14,14 +14,16 @@ class BYOL(base.EmaTargetObjective):
 
   name = "byol"
   defaults = {"base_momentum": 0.996}
+  supports_matryoshka = True
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     t1, t2 = self.target_forward(extra["target_params"], batch_stats, views)
-    loss = (siamese.byol_regression(o1["prediction"], t2)
-            + siamese.byol_regression(o2["prediction"], t1))
-    metrics = base.geometry_metrics(o1["projection"], o2["projection"])
+    loss, nested = self.nested_loss(
+        lambda a, b: (siamese.byol_regression(a["prediction"], t2)
+                      + siamese.byol_regression(b["prediction"], t1)), o1, o2)
+    metrics = {**base.geometry_metrics(o1["projection"], o2["projection"]), **nested}
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics)
 
 
@@ -30,14 +32,16 @@ class SimSiam(base.Objective):
 
   name = "simsiam"
   defaults = {}
+  supports_matryoshka = True
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del extra, batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
-    loss = 0.5 * (siamese.negative_cosine(o1["prediction"], z2)
-                  + siamese.negative_cosine(o2["prediction"], z1))
+    loss, nested = self.nested_loss(
+        lambda a, b: 0.5 * (siamese.negative_cosine(a["prediction"], z2)
+                            + siamese.negative_cosine(b["prediction"], z1)), o1, o2)
     # Collapse monitor from the paper (fig. 2): std of normalised z ~ 1/sqrt(d).
     z_std = jnp.mean(jnp.std(contrastive.l2_normalize(z1), axis=0))
-    metrics = {**base.geometry_metrics(z1, z2), "z_std": z_std}
+    metrics = {**base.geometry_metrics(z1, z2), "z_std": z_std, **nested}
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics)

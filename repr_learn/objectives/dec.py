@@ -14,6 +14,8 @@ class DEC(base.Objective):
   batch's Q (the paper recomputes it over the dataset every T iterations)."""
 
   name = "dec"
+  matryoshka_refusal = ("it clusters a pretrained encoder (model.init_from); train that encoder "
+                        "with objective.matryoshka_dims instead")
   defaults = {"kmeans_restarts": 20}
   dataset_outputs = "projection"
   needs_pretrained_encoder = True

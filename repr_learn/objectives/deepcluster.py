@@ -22,6 +22,7 @@ class _DatasetPseudoLabels(base.Objective):
   papers' initial pass over the dataset."""
 
   dataset_sized_extra = ("bank", "labels")
+  supports_matryoshka = True
 
   def _check_dataset(self):
     if self.num_examples <= 0:
@@ -64,14 +65,19 @@ class _DatasetPseudoLabels(base.Objective):
     outs, new_stats = self.forward_views(params, batch_stats, views)
     labels = extra["labels"][batch["index"]]  # [batch, label sets]
     active = extra["relabelled"].astype(jnp.float32)
-    per_view = []
-    for o in outs:
-      logits = self.logits(params, extra, o) / self.config.temperature
-      per_view.append(sum(clustering.cross_entropy_to_labels(logits[h], labels[:, h])
-                          for h in range(logits.shape[0])) / logits.shape[0])
-    loss = active * sum(per_view) / len(per_view)
+
+    def cross_entropy(*outs):
+      per_view = []
+      for o in outs:
+        logits = self.logits(params, extra, o) / self.config.temperature
+        per_view.append(sum(clustering.cross_entropy_to_labels(logits[h], labels[:, h])
+                            for h in range(logits.shape[0])) / logits.shape[0])
+      return active * sum(per_view) / len(per_view)
+
+    # The labels (from the full-size bank) are every size's targets.
+    loss, nested = self.nested_loss(cross_entropy, *outs)
     z = [jax.lax.stop_gradient(o["projection"]) for o in outs[:2]]
-    metrics = {"labels_active": active}
+    metrics = {"labels_active": active, **nested}
     if len(z) == 2:
       metrics.update(base.geometry_metrics(*z))
     bank_views = jnp.stack(z[:self.num_bank_views()], axis=1)

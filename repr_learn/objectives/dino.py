@@ -22,6 +22,7 @@ class DINO(base.EmaTargetObjective):
               "warmup_teacher_temperature": 0.04,
               "warmup_teacher_temperature_epochs": 30.0, "centre_momentum": 0.9,
               "base_momentum": 0.996, "freeze_last_layer_epochs": 1.0}
+  supports_matryoshka = True
 
   def init_extra(self, rng, variables):
     num_prototypes = variables["params"]["prototypes"]["kernel"].shape[-1]
@@ -44,14 +45,14 @@ class DINO(base.EmaTargetObjective):
                                          views[:NUM_GLOBAL_VIEWS],
                                          method=self.network.project)
     teacher = [jax.lax.stop_gradient(o["scores"]) for o in teacher_outs]
-    student = [o["scores"] for o in outs]
     temperature = self.teacher_temperature(step)
-    loss = clustering.dino_loss(student, teacher, extra["centre"],
-                                self.config.student_temperature, temperature)
+    loss, nested = self.nested_loss(
+        lambda *o: clustering.dino_loss([v["scores"] for v in o], teacher, extra["centre"],
+                                        self.config.student_temperature, temperature), *outs)
     p_t = jax.nn.softmax((teacher[0] - extra["centre"]) / temperature)
     metrics = {"teacher_temperature": temperature,
                "teacher_entropy": clustering.mean_entropy(p_t),
-               **base.geometry_metrics(outs[0]["projection"], outs[1]["projection"])}
+               **base.geometry_metrics(outs[0]["projection"], outs[1]["projection"]), **nested}
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics,
                                  aux={"teacher": teacher})
 

@@ -34,6 +34,7 @@ class Finetune(base.Objective):
   supports_per_device = False  # mixup pairs example i with N-1-i across devices
   pretrained_parts = ("backbone",)
   trains_on_labels = True
+  supports_matryoshka = True  # nested classifiers: MRL's own setting
   defaults = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mix_prob": 1.0,
               "switch_prob": 0.5, "label_smoothing": 0.1}
   # Without `model.init_from` the run is the random-init baseline.
@@ -67,7 +68,10 @@ class Finetune(base.Objective):
     out, new_stats = self.apply(params, batch_stats, mixed.images,
                                 method=self.network.project, rng=drop_rng)
     logits = out["projection"].astype(jnp.float32)
-    loss = jnp.mean(optax.softmax_cross_entropy(logits, mixed.targets))
+    # With matryoshka_dims: RAIVNLab/MRL's nested classifiers and Matryoshka_CE_Loss.
+    loss, nested = self.nested_loss(
+        lambda o: jnp.mean(optax.softmax_cross_entropy(o["projection"].astype(jnp.float32),
+                                                       mixed.targets)), out)
     # Unlabeled examples (label -1) or labels beyond the head would train on
     # meaningless targets: the loss becomes NaN, the step is skipped and the
     # trainer stops (the finetune protocol checks the data before step 0).
@@ -75,7 +79,7 @@ class Finetune(base.Objective):
     loss = jnp.where(valid, loss, jnp.nan)
     top1 = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)) * 100.0
     metrics = {"top1": jax.lax.stop_gradient(top1), "mix_lambda": mixed.lam,
-               "cutmix": mixed.used_cutmix.astype(jnp.float32)}
+               "cutmix": mixed.used_cutmix.astype(jnp.float32), **nested}
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics)
 
 

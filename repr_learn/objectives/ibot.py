@@ -46,6 +46,8 @@ class IBOT(base.EmaTargetObjective):
   """
 
   name = "ibot"
+  matryoshka_refusal = ("its patch loss and KoLeo act on every token of a ViT, which the nested "
+                        "projector heads do not reach; DINO (class token only) can")
   defaults = {"student_temperature": 0.1, "teacher_temperature": 0.07,
               "warmup_teacher_temperature": 0.04, "teacher_patch_temperature": 0.07,
               "warmup_teacher_patch_temperature": 0.04,

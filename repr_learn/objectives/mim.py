@@ -32,6 +32,8 @@ class MaskedModelingObjective(base.Objective):
   # Has `reconstruct` (pixel targets): the reconstructions protocol draws it.
   reconstructs: ClassVar[bool] = False
   supports_per_device = False  # targets from the pixels, masks per example
+  matryoshka_refusal = ("its loss predicts hidden tokens (pixels or features per patch), not "
+                        "an embedding of the pooled features")
 
   @property
   def patch_size(self) -> int:

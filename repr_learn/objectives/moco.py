@@ -28,6 +28,7 @@ class MoCoV2(base.Objective):
   defaults = {"temperature": 0.2, "queue_size": 65536, "momentum": 0.999,
               "shuffle_bn": True, "symmetric": False, "momentum_schedule": "constant",
               "final_momentum": 1.0}
+  supports_matryoshka = True
   MOMENTUM_SCHEDULES = ("constant", "cosine")
 
   @property
@@ -78,17 +79,22 @@ class MoCoV2(base.Objective):
       out, batch_stats = self.apply(params, batch_stats, v1)
       q = out["projection"]
       k = self._keys(extra["target_params"], batch_stats, v2, rng)
-      loss = instance.info_nce_with_queue(q, k, extra["queue"], t)
-      return loss, base.LossOutput(batch_stats=batch_stats, metrics=base.geometry_metrics(q, k),
+      loss, nested = self.nested_loss(
+          lambda o: instance.info_nce_with_queue(o["projection"], k, extra["queue"], t), out)
+      return loss, base.LossOutput(batch_stats=batch_stats,
+                                   metrics={**base.geometry_metrics(q, k), **nested},
                                    aux={"keys": k})
     (o1, o2), batch_stats = self.forward_views(params, batch_stats, views)
     r1, r2 = jax.random.split(rng)
     k1 = self._keys(extra["target_params"], batch_stats, views[0], r1)
     k2 = self._keys(extra["target_params"], batch_stats, views[1], r2)
     q1, q2 = o1["projection"], o2["projection"]
-    loss = 0.5 * (instance.info_nce_with_queue(q1, k2, extra["queue"][1], t)
-                  + instance.info_nce_with_queue(q2, k1, extra["queue"][0], t))
-    return loss, base.LossOutput(batch_stats=batch_stats, metrics=base.geometry_metrics(q1, q2),
+    loss, nested = self.nested_loss(
+        lambda a, b: 0.5 * (instance.info_nce_with_queue(a["projection"], k2, extra["queue"][1], t)
+                            + instance.info_nce_with_queue(b["projection"], k1, extra["queue"][0],
+                                                           t)), o1, o2)
+    return loss, base.LossOutput(batch_stats=batch_stats,
+                                 metrics={**base.geometry_metrics(q1, q2), **nested},
                                  aux={"keys": jnp.stack([k1, k2])})
 
   def update_extra(self, extra, params, aux, step):
@@ -110,13 +116,15 @@ class MoCoV3(base.EmaTargetObjective):
 
   name = "moco_v3"
   defaults = {"temperature": 0.2, "base_momentum": 0.99}
+  supports_matryoshka = True
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     k1, k2 = self.target_forward(extra["target_params"], batch_stats, views)
     t = self.config.temperature
-    loss = (instance.moco_v3_contrastive(o1["prediction"], k2, t)
-            + instance.moco_v3_contrastive(o2["prediction"], k1, t))
-    metrics = base.geometry_metrics(o1["projection"], o2["projection"])
+    loss, nested = self.nested_loss(
+        lambda a, b: (instance.moco_v3_contrastive(a["prediction"], k2, t)
+                      + instance.moco_v3_contrastive(b["prediction"], k1, t)), o1, o2)
+    metrics = {**base.geometry_metrics(o1["projection"], o2["projection"]), **nested}
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics)

@@ -13,6 +13,7 @@ class NNCLR(base.Objective):
 
   name = "nnclr"
   defaults = {"temperature": 0.1, "queue_size": 98304}
+  supports_matryoshka = True
 
   def init_extra(self, rng, variables):
     del variables
@@ -24,11 +25,13 @@ class NNCLR(base.Objective):
     del batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
-    loss = instance.nnclr_loss(z1, z2, o1["prediction"], o2["prediction"], extra["support"],
-                               self.config.temperature)
+    # The neighbours (targets, no gradient) come from the full-size projections.
+    loss, nested = self.nested_loss(
+        lambda a, b: instance.nnclr_loss(z1, z2, a["prediction"], b["prediction"],
+                                         extra["support"], self.config.temperature), o1, o2)
     nn = instance.nearest_neighbour(z1, extra["support"])
     metrics = {**base.geometry_metrics(z1, z2),
-               "nn_cosine": jnp.mean(jnp.sum(contrastive.l2_normalize(z1) * nn, -1))}
+               "nn_cosine": jnp.mean(jnp.sum(contrastive.l2_normalize(z1) * nn, -1)), **nested}
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics, aux={"z": z1})
 
   def update_extra(self, extra, params, aux, step):

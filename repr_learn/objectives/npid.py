@@ -14,6 +14,7 @@ class NPID(base.Objective):
   name = "npid"
   defaults = {"temperature": 0.07, "bank_momentum": 0.5}
   dataset_sized_extra = ("bank",)
+  supports_matryoshka = True
 
   def init_extra(self, rng, variables):
     del variables
@@ -27,10 +28,12 @@ class NPID(base.Objective):
     del rng, step
     (out,), new_stats = self.forward_views(params, batch_stats, views[:1])
     f = out["projection"]
-    loss = instance.npid_softmax(f, extra["bank"], batch["index"], self.config.temperature,
-                                 num_valid=self.num_examples)
+    loss, nested = self.nested_loss(
+        lambda o: instance.npid_softmax(o["projection"], extra["bank"], batch["index"],
+                                        self.config.temperature, num_valid=self.num_examples),
+        out)
     own = contrastive.l2_normalize(extra["bank"][batch["index"]])
-    metrics = base.geometry_metrics(f, own)
+    metrics = {**base.geometry_metrics(f, own), **nested}
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics,
                                  aux={"features": f, "indices": batch["index"]})
 

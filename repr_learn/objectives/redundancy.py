@@ -10,26 +10,33 @@ class BarlowTwins(base.Objective):
   name = "barlow_twins"
   # scale_loss: solo-learn's CIFAR recipe multiplies the loss by 0.1.
   defaults = {"lambda_offdiag": 0.0051, "scale_loss": 1.0}
+  supports_matryoshka = True
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del extra, batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
-    loss = self.config.scale_loss * siamese.barlow_twins(z1, z2, self.config.lambda_offdiag)
+    loss, nested = self.nested_loss(
+        lambda a, b: self.config.scale_loss * siamese.barlow_twins(
+            a["projection"], b["projection"], self.config.lambda_offdiag), o1, o2)
     return loss, base.LossOutput(batch_stats=new_stats,
-                                 metrics=base.geometry_metrics(z1, z2))
+                                 metrics={**base.geometry_metrics(z1, z2), **nested})
 
 
 class VICReg(base.Objective):
 
   name = "vicreg"
   defaults = {"sim_weight": 25.0, "var_weight": 25.0, "cov_weight": 1.0}
+  supports_matryoshka = True
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del extra, batch, rng, step
     (o1, o2), new_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
-    loss, terms = siamese.vicreg(z1, z2, self.config.sim_weight, self.config.var_weight,
-                                 self.config.cov_weight)
+    c = self.config
+    _, terms = siamese.vicreg(z1, z2, c.sim_weight, c.var_weight, c.cov_weight)
+    loss, nested = self.nested_loss(
+        lambda a, b: siamese.vicreg(a["projection"], b["projection"], c.sim_weight,
+                                    c.var_weight, c.cov_weight)[0], o1, o2)
     return loss, base.LossOutput(batch_stats=new_stats,
-                                 metrics={**base.geometry_metrics(z1, z2), **terms})
+                                 metrics={**base.geometry_metrics(z1, z2), **terms, **nested})

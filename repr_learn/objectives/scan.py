@@ -20,6 +20,8 @@ class SCAN(base.Objective):
   paper's ImageNet setting)."""
 
   name = "scan"
+  matryoshka_refusal = ("it clusters a pretrained encoder (model.init_from); train that encoder "
+                        "with objective.matryoshka_dims instead")
   defaults = {"num_neighbours": 20, "entropy_weight": 5.0, "selflabel_epochs": 0.0,
               "confidence_threshold": 0.99, "update_head_only": False}
   dataset_outputs = "features"

@@ -9,12 +9,15 @@ class SimCLR(base.Objective):
 
   name = "simclr"
   defaults = {"temperature": 0.5}
+  supports_matryoshka = True
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
     del extra, batch, rng, step
     (o1, o2), batch_stats = self.forward_views(params, batch_stats, views)
     z1, z2 = o1["projection"], o2["projection"]
-    loss = contrastive.nt_xent(z1, z2, self.config.temperature)
+    loss, nested = self.nested_loss(
+        lambda a, b: contrastive.nt_xent(a["projection"], b["projection"],
+                                         self.config.temperature), o1, o2)
     metrics = {"contrastive_acc": contrastive.contrastive_accuracy(z1, z2),
-               **base.geometry_metrics(z1, z2)}
+               **base.geometry_metrics(z1, z2), **nested}
     return loss, base.LossOutput(batch_stats=batch_stats, metrics=metrics)

@@ -26,6 +26,7 @@ class SwAV(base.Objective):
   defaults = {"temperature": 0.1, "epsilon": 0.05, "sinkhorn_iters": 3,
               "queue_size": 0, "queue_start_epochs": 15.0,
               "freeze_prototypes_epochs": 1.0}
+  supports_matryoshka = True
 
   def init_extra(self, rng, variables):
     del variables
@@ -63,12 +64,15 @@ class SwAV(base.Objective):
         jax.lax.stop_gradient(params["prototypes"]["kernel"]), axis=0)
     global_scores = [jax.lax.stop_gradient(s) for s in scores[:NUM_GLOBAL_VIEWS]]
     codes, used_queue = self._codes(global_scores, prototypes, extra, step)
-    loss = clustering.swapped_prediction(scores, codes, self.config.temperature)
+    # The codes (of the full-size scores) are every size's targets.
+    loss, nested = self.nested_loss(
+        lambda *o: clustering.swapped_prediction([v["scores"] for v in o], codes,
+                                                 self.config.temperature), *outs)
     z = [contrastive.l2_normalize(jax.lax.stop_gradient(o["projection"]))
          for o in outs[:NUM_GLOBAL_VIEWS]]
     metrics = {**base.geometry_metrics(z[0], z[1]),
                "used_queue": used_queue.astype(jnp.float32),
-               "code_entropy": clustering.mean_entropy(codes[0])}
+               "code_entropy": clustering.mean_entropy(codes[0]), **nested}
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics,
                                  aux={"embeddings": z})
 
