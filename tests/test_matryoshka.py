@@ -13,7 +13,10 @@ from configs import simclr
 from repr_learn import config_schema
 from repr_learn import embed
 from repr_learn import finished_run
+from repr_learn import objectives
+from repr_learn import parallel
 from repr_learn import train
+from repr_learn.data import catalog
 from repr_learn.evaluation import fewshot
 from repr_learn.evaluation import knn
 from repr_learn.models import heads
@@ -194,3 +197,35 @@ def test_protocols_at_a_size_equal_them_on_truncated_features(nested_run):
   np.testing.assert_array_equal(exported["embeddings"], test_x[:, :4])
   with pytest.raises(ValueError, match="list sizes up to 16"):
     embed.embeddings(run, dims=32)
+
+
+def _feature_width(config):
+  network = train.build_objective(config).network
+  size = config.augment.crop_size
+  x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+
+  def embed(x):
+    variables = network.init(jax.random.PRNGKey(0), x, train=False)
+    return network.apply(variables, x, method=network.embed)
+
+  return jax.eval_shape(embed, x).shape[-1]
+
+
+SUPPORTED = sorted(name for name, cls in objectives.REGISTRY.items() if cls.supports_matryoshka)
+
+
+@pytest.mark.parametrize("method", SUPPORTED)
+def test_every_supported_method_traces_its_nested_step(method):
+  """The whole train step (loss over the sizes, state updates) of each method
+  that takes the option, traced at its smoke shapes; each size's loss logged."""
+  config = test_objectives.smoke(method)
+  width = _feature_width(config)
+  config.objective.matryoshka_dims = (2, 4, width)
+  config_schema.validate(config)
+  spec = catalog.get_spec(config.data.name)
+  setup = train.build_setup(config, spec, 64, parallel.make_mesh(jax.devices()[:1]))
+  state = setup.abstract_state()
+  new_state, metrics = jax.eval_shape(setup.compiled_train_step(state), state,
+                                      setup.abstract_batch(spec))
+  assert {f"loss_dim{m}" for m in (2, 4, width)} <= set(metrics)
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)

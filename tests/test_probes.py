@@ -280,7 +280,7 @@ def probe_config(**eval_overrides) -> ml_collections.ConfigDict:
       "linear_lrs": (), "linear_weight_decays": (), "linear_val_fraction": 0.2,
       "linear_standardize": True, "linear_features": "pooled",
       "fewshot_shots": (1, 5, 10, 25), "fewshot_seeds": 5,
-      "fewshot_l2_reg": 1024.0, "rankme_max_examples": 25600}})
+      "fewshot_l2_reg": 1024.0, "rankme_max_examples": 25600, "dims": ()}})
   config.eval.update(eval_overrides)
   return config
 
