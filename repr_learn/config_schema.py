@@ -196,10 +196,11 @@ _CHOICES = {
 }
 
 
-# Fields added with the standard numerics (torchvision/timm parity, issue 20): a
-# config.json written before they existed was trained with the value here, and
-# keeps computing with it when evaluated or resumed. The first four changed
-# default; the rest are what the code did before they were options.
+# Fields added since the first releases: a config.json written before they
+# existed was trained with the value here, and keeps computing with it when
+# evaluated or resumed. The first four (the standard numerics, torchvision/timm
+# parity) changed default; the rest are what the code did before they were
+# options (the last four: Matryoshka sizes, off).
 LEGACY_VALUES = {
     "model.resnet_padding": "same",
     "model.gelu": "tanh",

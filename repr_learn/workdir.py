@@ -159,17 +159,26 @@ def keep_trained_numerics(workdir: str, config: ml_collections.ConfigDict
   if not missing:
     return config
   resumed = config.copy_and_resolve_references()
+  changed = {}
   for dotted, value in missing.items():
     section, _, leaf = dotted.rpartition(".")
     node = resumed
     for part in section.split("."):
       node = node[part]
+    if _as_json(node[leaf]) != _as_json(value):
+      changed[dotted] = value
     node[leaf] = value
   if identity_differences(config_schema.with_legacy_values(saved), resumed.to_dict()):
     return config  # Another run: `claim` refuses it or moves it aside.
-  logging.warning("%s was trained before these defaults changed; it keeps %s.", workdir,
-                  ", ".join(f"{k}={v!r}" for k, v in missing.items()))
+  if changed:
+    logging.warning("%s was trained before these defaults changed; it keeps %s.", workdir,
+                    ", ".join(f"{k}={v!r}" for k, v in changed.items()))
   return resumed
+
+
+def _as_json(value):
+  """Tuples and lists alike, as config.json stores both."""
+  return json.loads(json.dumps(value))
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
