@@ -211,38 +211,65 @@ class Checkpointer:
 
 
 
-def read_latest_variables(directory: str) -> tuple[dict[str, Any], dict[str, Any], int]:
-  """(params, batch_stats, step) of the newest checkpoint in `directory`, as
-  host arrays, for initialising a new run from a finished one."""
+def read_newest(directory: str, abstract: Any = None, *, attempts: int = 5
+                ) -> tuple[Any, int]:
+  """(state, step) of the newest complete, readable checkpoint in `directory`,
+  into `abstract`'s shapes and shardings when given (host arrays otherwise).
+
+  Opened read-only: nothing there is written, moved or cleaned up, so the
+  evaluation tools can read a run that is training and saving into the same
+  directory (a read-write manager deletes the trainer's save in flight). Saves
+  in flight are not listed until complete; a step the trainer deletes while it
+  is being read (it keeps the last N) sends the search back to the newest
+  listing, up to `attempts` times.
+  """
   directory = os.path.abspath(directory)
   if not os.path.isdir(directory):
-    raise FileNotFoundError(f"No checkpoints in {directory}: train the run to start "
-                            "from first, or fix model.init_from.")
+    raise FileNotFoundError(f"No checkpoints in {directory}.")
   _quiet_orbax()
   manager = ocp.CheckpointManager(
       directory, item_names=ITEMS,
       options=ocp.CheckpointManagerOptions(create=False, read_only=True))
   try:
-    steps = sorted(manager.all_steps(), reverse=True)
-    if not steps:
-      raise FileNotFoundError(f"No checkpoints in {directory}: train the run to start "
-                              "from first, or fix model.init_from.")
-    failures = []
-    for step in steps:
-      try:
-        restored = _restore_verified(manager, directory, step,
-                                     {STATE_ITEM: ocp.args.StandardRestore()})
-      except Exception as e:  # orbax raises many types for damaged files.
-        failures.append(_failure(step, e))
-        logging.error("Checkpoint %s in %s is unreadable; trying the previous one.",
-                      failures[-1], directory)
-        continue
-      if failures:
-        logging.warning("Initialising from step %d of %s: newer checkpoints are unreadable.",
-                        step, directory)
-      state = restored[STATE_ITEM]
-      return dict(state["params"]), dict(state.get("batch_stats") or {}), int(step)
-    raise CheckpointError(f"No readable checkpoint in {directory} ({'; '.join(failures)}); "
-                          "pick another run for model.init_from.")
+    failures = {}
+    for _ in range(attempts):
+      manager.reload()
+      steps = [s for s in sorted(manager.all_steps(), reverse=True) if s not in failures]
+      if not steps:
+        break
+      for step in steps:
+        try:
+          restored = _restore_verified(manager, directory, step,
+                                       {STATE_ITEM: ocp.args.StandardRestore(abstract)})
+        except Exception as e:  # orbax raises many types for damaged or vanished files.
+          if not os.path.isdir(os.path.join(directory, str(step))):
+            break  # Deleted by the trainer meanwhile: list again.
+          failures[step] = _failure(step, e)
+          logging.error("Checkpoint %s in %s is unreadable; trying the previous one.",
+                        failures[step], directory)
+          continue
+        if failures:
+          logging.warning("Read step %d of %s: newer checkpoints are unreadable.", step,
+                          directory)
+        return restored[STATE_ITEM], int(step)
+      else:
+        break
   finally:
     manager.close()
+  if failures:
+    raise CheckpointError(f"No readable checkpoint in {directory} "
+                          f"({'; '.join(failures.values())}).")
+  raise FileNotFoundError(f"No checkpoints in {directory}.")
+
+
+def read_latest_variables(directory: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+  """(params, batch_stats, step) of the newest checkpoint in `directory`, as
+  host arrays, for initialising a new run from a finished one."""
+  try:
+    state, step = read_newest(directory)
+  except FileNotFoundError:
+    raise FileNotFoundError(f"No checkpoints in {os.path.abspath(directory)}: train the run "
+                            "to start from first, or fix model.init_from.") from None
+  except CheckpointError as e:
+    raise CheckpointError(f"{e} Pick another run for model.init_from.") from None
+  return dict(state["params"]), dict(state.get("batch_stats") or {}), step

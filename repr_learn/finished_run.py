@@ -33,7 +33,6 @@ from repr_learn.data import sources
 from repr_learn.evaluation import protocols
 
 CHECKPOINT_DIR = "checkpoints"
-_TMP_CHECKPOINT = ".orbax-checkpoint-tmp"  # a save in flight (or interrupted)
 # Config sections an override may touch: what to evaluate on, not what was trained.
 OVERRIDABLE = ("eval", "data")
 # Command-line spellings of an override: --config.data.name=x, or --data.name=x.
@@ -263,15 +262,9 @@ def load(workdir: str, overrides: Mapping[str, Any] | None = None) -> FinishedRu
   workdir = os.path.abspath(os.path.expanduser(workdir))
   trained = read_config(workdir)
   config = apply_overrides(trained, overrides)
-  directory = os.path.join(workdir, CHECKPOINT_DIR)
   if not checkpoint_steps(workdir):
     raise RunError(f"{workdir} has no checkpoint yet; train first (python main.py "
                    f"--config=... --workdir={workdir}).")
-  in_flight = [n for n in os.listdir(directory) if _TMP_CHECKPOINT in n]
-  if in_flight:
-    # Opening the checkpoints would delete the trainer's half-written save.
-    raise RunError(f"A checkpoint is being written in {directory}; retry in a moment (if "
-                   f"no training runs there, remove {in_flight[0]} left by a crash).")
 
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
@@ -285,15 +278,12 @@ def load(workdir: str, overrides: Mapping[str, Any] | None = None) -> FinishedRu
   target = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
       jax.eval_shape(initial_state))
-  checkpointer = checkpointing.Checkpointer(
-      directory, keep=trained.keep_checkpoints, every_steps=trained.checkpoint_every_steps)
+  # Read-only: a run still training (and saving) there is left undisturbed,
+  # and the newest complete checkpoint is read whatever it is doing.
   try:
-    restored = checkpointer.restore_latest(target)
-  finally:
-    checkpointer.close()
-  if restored is None:
-    raise RunError(f"{workdir} has no checkpoint yet; train first.")
-  state, _ = restored
+    state, _ = checkpointing.read_newest(os.path.join(workdir, CHECKPOINT_DIR), target)
+  except FileNotFoundError:
+    raise RunError(f"{workdir} has no checkpoint yet; train first.") from None
   return FinishedRun(workdir=workdir, config=config, trained_config=trained,
                      objective=objective, state=state, step=int(state.step), mesh=mesh,
                      initial_state=initial_state)

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 
 import jax
 import numpy as np
@@ -15,6 +16,7 @@ from configs import scan as scan_config
 from configs import simclr as simclr_config
 from repr_learn import checkpointing
 from repr_learn import config_schema
+from repr_learn import finished_run
 from repr_learn import parallel
 from repr_learn import preemption
 from repr_learn import train
@@ -57,6 +59,38 @@ def test_smoke_run_writes_the_contract_files(tmp_path, data_dir):
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["objective"]["name"] == "simclr" and saved["num_steps"] == 4
   assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
+
+
+def test_tools_read_a_live_run_without_disturbing_it(tmp_path, data_dir):
+  """`evaluate`/`embed` restore through `finished_run.load`: looped against a
+  run that saves every step and keeps one checkpoint (so steps are written
+  and deleted under the reader), it always reads a complete, verified
+  checkpoint, and the run ends exactly as an undisturbed one."""
+  config = smoke_config(data_dir, num_steps=12, checkpoint_every_steps=1, keep_checkpoints=1,
+                        **{"eval.protocols": "knn"})
+  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+  live = str(tmp_path / "live")
+  steps_read, errors, done = [], [], threading.Event()
+
+  def read_in_a_loop():
+    while not done.is_set():
+      try:
+        steps_read.append(finished_run.load(live).step)
+      except finished_run.RunError:
+        pass  # before the first checkpoint
+      except Exception as e:  # pylint: disable=broad-except
+        errors.append(e)
+
+  reader = threading.Thread(target=read_in_a_loop)
+  reader.start()
+  try:
+    disturbed = train.train_and_evaluate(config, live)
+  finally:
+    done.set()
+    reader.join()
+  assert not errors, errors[0]
+  assert steps_read and set(steps_read) <= set(range(1, 13))
+  jax.tree.map(np.testing.assert_array_equal, _params(straight.state), _params(disturbed.state))
 
 
 def test_sigterm_checkpoints_and_the_rerun_equals_an_uninterrupted_run(tmp_path, data_dir,
