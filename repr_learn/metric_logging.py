@@ -27,6 +27,10 @@ class JsonlWriter(metric_writers.MetricWriter):
   def truncate_after(self, step: int) -> None:
     """Drops lines logged after `step` (a resumed run recomputes them)."""
     if not os.path.exists(self._path):
+      if step > 0:
+        logging.warning("%s is missing: resuming at step %d, it will hold only the rows "
+                        "logged from here on (TensorBoard's event files keep the earlier "
+                        "ones).", self._path, step)
       return
     with open(self._path) as f:
       kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]

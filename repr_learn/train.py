@@ -301,8 +301,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   config_schema.validate(config)
   workdir = os.path.abspath(workdir)
-  workdir_lib.ensure_writable(workdir)
-  with workdir_lib.RunLock(workdir):
+  with workdir_lib.held(workdir):
     config = workdir_lib.keep_trained_numerics(workdir, config)
     workdir_lib.claim(workdir, config, overwrite=overwrite)
     return _train_and_evaluate(config, workdir, interrupt_after_steps)

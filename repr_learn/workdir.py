@@ -8,6 +8,7 @@ While a run is live it holds a lock, so a second run started on the same
 workdir is refused instead of interleaving checkpoints and metrics.
 """
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -34,6 +35,28 @@ EXECUTION_KEYS = ("model.attention",)
 
 class WorkdirError(RuntimeError):
   """The workdir cannot be used as asked."""
+
+
+class UnreadableConfigError(WorkdirError):
+  """DIR/config.json exists but is not a JSON object (truncated, emptied, edited)."""
+
+
+def saved_config(workdir: str) -> dict | None:
+  """DIR/config.json as a dict; None where there is none yet."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+    if not isinstance(saved, dict):
+      raise ValueError(f"a JSON {type(saved).__name__}, not an object")
+  except (OSError, ValueError) as e:
+    raise UnreadableConfigError(
+        f"{path} is unreadable ({e}), so the run in {workdir} cannot be identified or "
+        "resumed; restore that file, or pass --overwrite to move the run aside (nothing "
+        "is deleted) and start afresh.") from None
+  return saved
 
 
 def _lookup(tree: dict, dotted: str):
@@ -69,8 +92,10 @@ class RunLock:
   One lock file per process (`.lock.<process_index>`), held with `flock`: the
   kernel releases it when the process dies, however it dies, so a stale lock
   of a killed run never blocks its rerun. The file names the holder for the
-  error message. On a file system without `flock` the run goes on with a
-  warning (two runs could then share the workdir undetected).
+  error message, and is removed when the run ends (a lock taken on a file that
+  was removed meanwhile is taken again on the new one). On a file system
+  without `flock` the run goes on with a warning (two runs could then share the
+  workdir undetected).
   """
 
   def __init__(self, workdir: str):
@@ -79,19 +104,23 @@ class RunLock:
     self._fd = None
 
   def __enter__(self) -> "RunLock":
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-        logging.warning("Cannot lock %s (%s): a second run on this workdir would not "
-                        "be detected.", self.path, e.strerror)
+    while True:
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except OSError as e:
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+          logging.warning("Cannot lock %s (%s): a second run on this workdir would not "
+                          "be detected.", self.path, e.strerror)
+          os.close(fd)
+          return self
+        holder = os.pread(fd, 1000, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        return self
-      holder = os.pread(fd, 1000, 0).decode(errors="replace").strip() or "another process"
-      os.close(fd)
-      raise WorkdirError(f"Workdir {self.workdir!r} is in use by a live run ({holder}); "
-                         "wait for it to finish, or pass another --workdir.") from None
+        raise WorkdirError(f"Workdir {self.workdir!r} is in use by a live run ({holder}); "
+                           "wait for it to finish, or pass another --workdir.") from None
+      if _same_file(fd, self.path):
+        break
+      os.close(fd)  # Its previous holder removed it as we opened it: lock the new one.
     os.ftruncate(fd, 0)
     started = datetime.datetime.now().isoformat(timespec="seconds")
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode(), 0)
@@ -100,9 +129,36 @@ class RunLock:
 
   def __exit__(self, *exc) -> None:
     if self._fd is not None:
+      os.remove(self.path)  # while still held: whoever opened it meanwhile retries
       fcntl.flock(self._fd, fcntl.LOCK_UN)
       os.close(self._fd)
       self._fd = None
+
+
+def _same_file(fd: int, path: str) -> bool:
+  try:
+    return os.path.samestat(os.fstat(fd), os.stat(path))
+  except FileNotFoundError:
+    return False
+
+
+@contextlib.contextmanager
+def held(workdir: str):
+  """The workdir, created if needed, proven writable and locked for this run.
+  A start that fails before the run writes anything leaves nothing behind:
+  the lock file goes, and so does the workdir if this created it."""
+  created = not os.path.exists(workdir)
+  ensure_writable(workdir)
+  try:
+    with RunLock(workdir):
+      yield workdir
+  except BaseException:
+    if created and jax.process_index() == 0:
+      try:
+        os.rmdir(workdir)  # only if empty: a run that started keeps its files
+      except OSError:
+        pass
+    raise
 
 
 def ensure_writable(workdir: str) -> None:
@@ -124,12 +180,16 @@ def claim(workdir: str, config: ml_collections.ConfigDict, *, overwrite: bool) -
   With `overwrite`, the previous run's files move to `workdir/replaced-<time>/`
   so nothing is lost.
   """
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    old = config_schema.with_legacy_values(json.load(f))
-  diffs = identity_differences(old, config.to_dict())
+  try:
+    saved = saved_config(workdir)
+  except UnreadableConfigError:
+    if not overwrite:
+      raise
+    diffs = [f"{CONFIG_FILE} unreadable"]
+  else:
+    if saved is None:
+      return
+    diffs = identity_differences(config_schema.with_legacy_values(saved), config.to_dict())
   if not diffs:
     return
   if not overwrite:
@@ -143,6 +203,8 @@ def claim(workdir: str, config: ml_collections.ConfigDict, *, overwrite: bool) -
     for name in os.listdir(workdir):
       if not name.startswith(("replaced-", LOCK_PREFIX)):
         os.rename(os.path.join(workdir, name), os.path.join(aside, name))
+    logging.warning("--overwrite: moved the previous run in %s (%s) to %s.", workdir,
+                    "; ".join(diffs[:3]), aside)
 
 
 def keep_trained_numerics(workdir: str, config: ml_collections.ConfigDict
@@ -150,11 +212,12 @@ def keep_trained_numerics(workdir: str, config: ml_collections.ConfigDict
   """`config` with the numerics of the run in `workdir` where its config.json
   predates a field whose default changed (`config_schema.LEGACY_VALUES`): an
   in-progress run made before resumes computing what it was trained with."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  try:
+    saved = saved_config(workdir)
+  except UnreadableConfigError:
+    return config  # `claim` refuses it, or moves it aside.
+  if saved is None:
     return config
-  with open(path) as f:
-    saved = json.load(f)
   missing = config_schema.missing_legacy_fields(saved)
   if not missing:
     return config

@@ -230,6 +230,11 @@ def test_batch_not_divisible_by_devices(tmp_path, data_dir):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
   assert not (tmp_path / "config.json").exists()  # so the corrected command is not refused
+  assert not list(tmp_path.iterdir())  # nor a lock file
+  # A failed start leaves no workdir it created.
+  with pytest.raises(ValueError, match="not divisible"):
+    train.train_and_evaluate(config, str(tmp_path / "new"))
+  assert not (tmp_path / "new").exists()
 
 
 def test_missing_manual_dir_for_imagenet(tmp_path, data_dir):
@@ -260,6 +265,20 @@ def test_workdir_of_another_run_is_refused_then_moved_aside(tmp_path, data_dir):
   aside = [p for p in tmp_path.iterdir() if p.name.startswith("replaced-")]
   assert len(aside) == 1 and (aside[0] / "checkpoints").exists()
   assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 64
+
+
+def test_an_unreadable_config_json_is_named_and_overwrite_moves_it_aside(tmp_path, data_dir):
+  config = smoke_config(data_dir, num_steps=2, **{"eval.protocols": ""})
+  for content in ("", '{"objective": {"na'):
+    (tmp_path / "config.json").write_text(content)
+    with pytest.raises(workdir_lib.UnreadableConfigError,
+                       match=r"config.json is unreadable \(.*\).*pass --overwrite"):
+      train.train_and_evaluate(config, str(tmp_path))
+  assert not list(tmp_path.glob(".lock*"))
+  train.train_and_evaluate(config, str(tmp_path), overwrite=True)
+  aside = [p for p in tmp_path.iterdir() if p.name.startswith("replaced-")]
+  assert len(aside) == 1 and (aside[0] / "config.json").read_text() == '{"objective": {"na'
+  assert json.loads((tmp_path / "config.json").read_text())["num_steps"] == 2
 
 
 def test_attention_implementation_is_not_part_of_a_runs_identity():
