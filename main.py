@@ -61,20 +61,33 @@ def _load_config():
 def main(argv):
   del argv
   config = _load_config()
-  import jax  # After flag parsing so --help stays fast.
+  from repr_learn import preemption  # After flag parsing so --help stays fast.
+  # From here on a pre-emption notice ends in the requeue status, whatever the
+  # phase: JAX's start-up, building, compiling, training or evaluating.
+  with preemption.Notice() as notice:
+    result = _run(config, notice)
+  if result.stopped == preemption.StopReason.PREEMPTED:
+    # Checkpoint saved; the launchers requeue on this status (launch/).
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
+
+
+def _run(config, notice):
+  import jax
   import flax
+  from repr_learn import preemption
   if _COORDINATOR.value or _DISTRIBUTED.value:
+    if notice.received:  # before the processes could agree on anything
+      sys.exit(preemption.PREEMPTED_EXIT_CODE)
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
   logging.info("JAX process %d/%d, %d local / %d global devices (%s).",
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.devices()[0].platform)
-  from repr_learn import preemption
   from repr_learn import train
   try:
-    result = train.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value,
-                                      interrupt_after_steps=_INTERRUPT.value)
+    return train.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value,
+                                    interrupt_after_steps=_INTERRUPT.value, notice=notice)
   except (KeyError, ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as e:
     # Configuration and data problems: one line that says what to do.
     _fail(e.args[0] if isinstance(e, KeyError) and e.args else str(e))
@@ -85,9 +98,6 @@ def main(argv):
     _fail(f"the network cannot run on this config's inputs ({type(e).__name__}: {first[:300]}); "
           "check config.model (backbone, patch_size) against config.augment.crop_size, "
           "or rerun with --verbosity=1 for the traceback.")
-  if result.stopped == preemption.StopReason.PREEMPTED:
-    # Checkpoint saved; the launchers requeue on this status (launch/).
-    sys.exit(preemption.PREEMPTED_EXIT_CODE)
 
 if __name__ == "__main__":
   app.run(main, flags_parser=parse_flags)

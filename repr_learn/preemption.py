@@ -31,25 +31,27 @@ class StopReason(enum.Enum):
   PREEMPTED = "preempted"
 
 
-class StopConditions:
-  """`reason(step)` says whether to checkpoint and stop after `step`.
+class Notice:
+  """Records a pre-emption notice (SIGTERM, SIGUSR1) for as long as it is
+  entered: start-up, training and the final evaluation alike, so a notice at
+  any phase ends the run with `PREEMPTED_EXIT_CODE` rather than the signal's
+  default death (143), which the launchers would not requeue.
 
-  Call it once per step on every process. Use as a context manager: the
-  single-process signal handlers are installed on entry and the previous ones
-  restored on exit, so a library caller's own handlers survive the run.
+  Re-entrant: `main.py` enters it before JAX starts and the trainer enters the
+  same one again. The previous handlers come back on the outermost exit, so a
+  library caller's own survive. Under `jax.distributed` JAX's pre-emption
+  service owns SIGTERM (a Python handler would break the processes' agreement
+  on a step); the trainer then asks the service at each step instead.
   """
 
-  def __init__(self, start_step: int, after_steps: int | None = None):
-    self._start_step = start_step
-    self._after_steps = after_steps
-    self._notice: str | None = None
+  def __init__(self):
+    self.received: str | None = None
+    self._depth = 0
     self._previous_handlers = {}
-    # Under jax.distributed the C++ pre-emption notifier owns SIGTERM; a Python
-    # handler would replace it and break the agreement between processes.
-    self._use_jax_service = jax.distributed.is_initialized()
 
-  def __enter__(self) -> "StopConditions":
-    if not self._use_jax_service:
+  def __enter__(self) -> "Notice":
+    self._depth += 1
+    if self._depth == 1 and not jax.distributed.is_initialized():
       for sig in _NOTICE_SIGNALS:
         try:
           self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
@@ -58,22 +60,46 @@ class StopConditions:
     return self
 
   def __exit__(self, *exc) -> None:
-    for sig, handler in self._previous_handlers.items():
-      signal.signal(sig, handler)
-    self._previous_handlers = {}
+    self._depth -= 1
+    if self._depth == 0:
+      for sig, handler in self._previous_handlers.items():
+        signal.signal(sig, handler)
+      self._previous_handlers = {}
 
   def _on_signal(self, signum: int, frame: types.FrameType | None) -> None:
     del frame
-    self._notice = signal.Signals(signum).name
-    logging.warning("Received %s: checkpointing after the current step, then exiting "
-                    "with status %d so the launcher requeues the run.",
-                    self._notice, PREEMPTED_EXIT_CODE)
+    self.received = signal.Signals(signum).name
+    logging.warning("Received %s: stopping at the next safe point (after the current step, "
+                    "or between evaluation protocols), then exiting with status %d so the "
+                    "launcher requeues the run.", self.received, PREEMPTED_EXIT_CODE)
+
+
+class StopConditions:
+  """`reason(step)` says whether to checkpoint and stop after `step`.
+
+  Call it once per step on every process; `at_safe_point` serves the phases
+  without steps (before the first, between evaluation protocols). A single
+  process reads `notice`; under `jax.distributed` the processes agree on a
+  step through JAX's pre-emption service, which only steps can consult.
+  """
+
+  def __init__(self, start_step: int, notice: Notice, after_steps: int | None = None):
+    self._start_step = start_step
+    self._after_steps = after_steps
+    self._notice = notice
+    self._use_jax_service = jax.distributed.is_initialized()
+
+  def at_safe_point(self) -> StopReason | None:
+    """PREEMPTED once a notice has come (single process), outside the steps."""
+    if not self._use_jax_service and self._notice.received is not None:
+      return StopReason.PREEMPTED
+    return None
 
   def reason(self, step: int) -> StopReason | None:
     if self._use_jax_service:
       if multihost_utils.reached_preemption_sync_point(step):
         return StopReason.PREEMPTED
-    elif self._notice is not None:
+    elif self._notice.received is not None:
       return StopReason.PREEMPTED
     if self._after_steps is not None and step - self._start_step >= self._after_steps:
       return StopReason.ASKED

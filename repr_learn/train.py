@@ -285,7 +285,8 @@ def _check_finite(state: train_state_lib.TrainState, last_checkpoint: int | None
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        overwrite: bool = False,
-                       interrupt_after_steps: int | None = None) -> RunResult:
+                       interrupt_after_steps: int | None = None,
+                       notice: preemption.Notice | None = None) -> RunResult:
   """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
   Args:
@@ -294,21 +295,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     overwrite: move a different run found in `workdir` aside instead of failing.
     interrupt_after_steps: stop (after saving) once this invocation has taken
       this many steps; for schedulers with time limits and for resume tests.
+    notice: the pre-emption notice to honour (`main.py` enters one before JAX
+      starts); by default one entered for the duration of this call.
 
   Returns:
     The final state and the evaluation results; `stopped` says why a run that
-    was interrupted or pre-empted (SIGTERM) ended early, with its checkpoint saved.
+    was interrupted or pre-empted (SIGTERM at any phase) ended early, with its
+    last checkpoint saved.
   """
   config_schema.validate(config)
   workdir = os.path.abspath(workdir)
-  with workdir_lib.held(workdir):
+  with notice or preemption.Notice() as notice, workdir_lib.held(workdir):
     config = workdir_lib.keep_trained_numerics(workdir, config)
     workdir_lib.claim(workdir, config, overwrite=overwrite)
-    return _train_and_evaluate(config, workdir, interrupt_after_steps)
+    return _train_and_evaluate(config, workdir, interrupt_after_steps, notice)
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                        interrupt_after_steps: int | None) -> RunResult:
+                        interrupt_after_steps: int | None,
+                        notice: preemption.Notice) -> RunResult:
   """The run itself, in a workdir this process holds."""
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
@@ -368,41 +373,42 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   progress = metric_logging.ProgressLine(durations.total_steps, config.batch_size, start_step)
   pending_metrics = []
   step = start_step
-  stopped = None
+  stop = preemption.StopConditions(start_step, notice, after_steps=interrupt_after_steps)
+  stopped = stop.at_safe_point()  # a notice during start-up: nothing to save yet
   try:
-    with preemption.StopConditions(start_step, after_steps=interrupt_after_steps) as stop:
-      # Logged once SIGTERM is ours to handle (the launch tests wait for this line).
-      logging.info("Training %s on %s for %d steps (%d per epoch), global batch %d "
-                   "on %d devices.", config.objective.name, config.data.name,
-                   durations.total_steps, durations.steps_per_epoch, config.batch_size,
-                   mesh.devices.size)
-      while step < durations.total_steps and stopped is None:
-        batch = parallel.global_batch(next(data_iter), mesh)
-        state, metrics = train_step(state, batch)
-        step += 1
-        pending_metrics.append(metrics)
-        if step % config.log_every_steps == 0 or step == durations.total_steps:
-          _check_finite(state, last_checkpoint)
-          summary = _mean_metrics(pending_metrics)
-          pending_metrics = []
-          summary.update(progress(step, summary["train/loss"]))
-          writer.write_scalars(step, summary)
-        stopped = stop.reason(step)
-        if (step % config.checkpoint_every_steps == 0 or step == durations.total_steps
-            or stopped is not None):
-          _check_finite(state, last_checkpoint)
-          if checkpointer.save(state, pipeline.iterator_state(data_iter), force=True):
-            last_checkpoint = step
-        if (config.eval.every_steps and step % config.eval.every_steps == 0
-            and step < durations.total_steps and stopped is None):
-          periodic = protocols.run(periodic_protocols, state, step, workdir=None)
-          writer.write_scalars(step, protocols.scalars(periodic))
+    # Logged once the run is under way (the launch tests wait for this line).
+    logging.info("Training %s on %s for %d steps (%d per epoch), global batch %d "
+                 "on %d devices.", config.objective.name, config.data.name,
+                 durations.total_steps, durations.steps_per_epoch, config.batch_size,
+                 mesh.devices.size)
+    while step < durations.total_steps and stopped is None:
+      batch = parallel.global_batch(next(data_iter), mesh)
+      state, metrics = train_step(state, batch)
+      step += 1
+      pending_metrics.append(metrics)
+      if step % config.log_every_steps == 0 or step == durations.total_steps:
+        _check_finite(state, last_checkpoint)
+        summary = _mean_metrics(pending_metrics)
+        pending_metrics = []
+        summary.update(progress(step, summary["train/loss"]))
+        writer.write_scalars(step, summary)
+      stopped = stop.reason(step)
+      if (step % config.checkpoint_every_steps == 0 or step == durations.total_steps
+          or stopped is not None):
+        _check_finite(state, last_checkpoint)
+        if checkpointer.save(state, pipeline.iterator_state(data_iter), force=True):
+          last_checkpoint = step
+      if (config.eval.every_steps and step % config.eval.every_steps == 0
+          and step < durations.total_steps and stopped is None):
+        periodic = protocols.run(periodic_protocols, state, step, workdir=None)
+        writer.write_scalars(step, protocols.scalars(periodic))
   finally:
     # Pending asynchronous saves finish even when the run stops on an error.
     checkpointer.close()
   if stopped is not None:
-    logging.warning("Stopped at step %d (%s) with its checkpoint saved; rerun the same "
-                    "command to resume.", step, stopped.value)
+    logging.warning("Stopped at step %d (%s) %s; rerun the same command to resume.", step,
+                    stopped.value, "with its checkpoint saved" if step > start_step
+                    else "before taking a step")
     writer.flush()
     return RunResult(state=state, eval={}, stopped=stopped)
 
@@ -410,7 +416,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # donated; `model.init_from` weights are not random).
   baseline = (protocols.Baseline(setup.initial_state)
               if config.eval.random_init_baseline else None)
-  results = protocols.run(final_protocols, state, step, workdir, baseline=baseline)
+  logging.info("Evaluating step %d: %s.", step, config.eval.protocols)
+  results = protocols.run(final_protocols, state, step, workdir, baseline=baseline,
+                          stop=lambda: stop.at_safe_point() is not None)
+  if stop.at_safe_point() is not None and len(results) < len(final_protocols):
+    logging.warning("Stopped during the final evaluation (preempted) after %s; rerun the "
+                    "same command to evaluate step %d again.",
+                    ", ".join(results) or "no protocol", step)
+    return RunResult(state=state, eval=results, stopped=preemption.StopReason.PREEMPTED)
   writer.write_scalars(step, protocols.scalars(results))
   writer.flush()
   return RunResult(state=state, eval=results)

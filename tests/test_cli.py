@@ -62,21 +62,48 @@ def test_misspelt_config_file(tmp_path):
   assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
-def test_sigterm_checkpoints_and_exits_with_the_requeue_status(tmp_path, tfds_dir):
+def _signalled_run(tmp_path, tfds_dir, name, when, *flags):
+  """Runs main.py on tmp_path/run, sends SIGTERM once `when` is in its log
+  (never if None); returns (exit status, log)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0")
-  log = tmp_path / "log.txt"
+             XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0",
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+  log = tmp_path / f"{name}.log"
   with open(log, "w") as out:
     proc = subprocess.Popen(
         [sys.executable, "main.py", "--config=configs/simclr.py:smoke",
-         "--config.num_steps=100000", f"--config.data.data_dir={tfds_dir}",
-         f"--workdir={tmp_path / 'run'}"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+         "--config.eval.random_init_baseline=False", f"--config.data.data_dir={tfds_dir}",
+         f"--workdir={tmp_path / 'run'}", *flags],
+        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
-    while "Training simclr on" not in log.read_text():
+    while when is not None and when not in log.read_text():
       assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
       time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=240) == preemption.PREEMPTED_EXIT_CODE, log.read_text()[-3000:]
-  steps = [int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()]
-  assert len(steps) >= 1 and f"Stopped at step {max(steps)} (preempted)" in log.read_text()
+    if when is not None:
+      proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=240), log.read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_at_every_phase_exits_with_the_requeue_status_and_the_rerun_finishes(
+    tmp_path, tfds_dir):
+  requeue = preemption.PREEMPTED_EXIT_CODE
+  # During start-up (JAX is up; nothing is built yet): no step, nothing to save.
+  rc, log = _signalled_run(tmp_path, tfds_dir, "startup", "JAX process 0/1",
+                           "--config.num_steps=100000")
+  assert rc == requeue and "Stopped at step 0 (preempted) before taking a step" in log, log[-3000:]
+  # (During training, tests/test_training_runs.py and test_multiprocess.py.)
+  # During the final evaluation: the protocol under way finishes, the rest wait.
+  last = 4
+  protocols = "--config.eval.protocols=knn,rankme"
+  rc, log = _signalled_run(tmp_path, tfds_dir, "evaluation", f"Evaluating step {last}",
+                           f"--config.num_steps={last}", protocols)
+  assert rc == requeue and "Stopped during the final evaluation (preempted)" in log, log[-3000:]
+  # The rerun evaluates the final step and exits cleanly.
+  rc, log = _signalled_run(tmp_path, tfds_dir, "rerun", None, f"--config.num_steps={last}",
+                           protocols)
+  assert rc == 0, log[-3000:]
+  assert f"Resumed from step {last}" in log
+  assert all((tmp_path / "run" / "eval" / f"{p}.json").exists() for p in ("knn", "rankme"))

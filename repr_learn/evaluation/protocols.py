@@ -270,11 +270,15 @@ def _random_init_result(protocol: Protocol, baseline: Baseline, workdir: str) ->
 
 
 def run(protocols: list[Protocol], state, step: int, workdir: str | None, *,
-        baseline: Baseline | None = None) -> dict[str, dict[str, Any]]:
+        baseline: Baseline | None = None,
+        stop: Callable[[], bool] | None = None) -> dict[str, dict[str, Any]]:
   """Runs each protocol, adds `random_init_<key>` beside its headline figures
-  when a baseline is given, writes `DIR/eval/<name>.json` when `workdir` is set."""
+  when a baseline is given, writes `DIR/eval/<name>.json` when `workdir` is set.
+  Before each protocol `stop()` may end the loop early (a pre-emption)."""
   results = {}
   for protocol in protocols:
+    if stop is not None and stop():
+      break
     # The reference first: a protocol that draws into DIR/plots/ then leaves the
     # trained encoder's picture there.
     reference = (_random_init_result(protocol, baseline, workdir)
