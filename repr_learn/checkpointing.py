@@ -6,6 +6,7 @@ batches and random numbers, and a damaged file (a flipped bit, a truncated
 array) is detected on restore instead of training on silently wrong weights.
 """
 
+import errno
 import logging as logging_std
 import os
 import shutil
@@ -116,6 +117,44 @@ class CheckpointError(RuntimeError):
   """No usable checkpoint although the workdir says there should be one."""
 
 
+class DiskFullError(CheckpointError):
+  """The checkpoint directory's disk cannot hold the next checkpoint."""
+
+
+def _gib(size: float) -> str:
+  """A human size: GiB, MiB or KiB."""
+  for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+    if size >= scale / 8:
+      return f"{size / scale:.2f} {unit}"
+  return f"{size / 2**10:.0f} KiB"
+
+
+def _is_disk_full(error: BaseException) -> bool:
+  """ENOSPC as Python raises it, or as tensorstore/orbax report it in text."""
+  return (getattr(error, "errno", None) == errno.ENOSPC
+          or "No space left on device" in str(error))
+
+
+def state_bytes(state: Any) -> int:
+  """What one checkpoint of `state` takes on disk, about: its arrays' bytes."""
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state) if hasattr(x, "dtype"))
+
+
+def check_room(workdir: str, state: Any, keep: int) -> None:
+  """Refuses to start a run whose disk cannot hold one checkpoint of `state`
+  (before anything is written there); warns when it cannot hold the `keep`
+  kept ones plus the one being written."""
+  size, free = state_bytes(state), shutil.disk_usage(workdir).free
+  if free < size:
+    raise DiskFullError(
+        f"{workdir} has {_gib(free)} free, but one checkpoint of this run takes about "
+        f"{_gib(size)}; free space there, or pass a --workdir on a larger disk.")
+  if free < (keep + 1) * size:
+    logging.warning("%s has %s free: less than the %d checkpoints of %s each that "
+                    "keep_checkpoints=%d holds while saving the next.", workdir, _gib(free),
+                    keep + 1, _gib(size), keep)
+
+
 class Checkpointer:
   """Periodic asynchronous saves keeping the last N, and robust restore."""
 
@@ -126,6 +165,20 @@ class Checkpointer:
         max_to_keep=keep, save_interval_steps=every_steps, create=True,
         enable_async_checkpointing=True, cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+    self._keep = keep
+    self._checkpoint_bytes = 0
+
+  def _disk_full(self, error: BaseException) -> DiskFullError:
+    del error
+    # orbax leaves its failed write tasks unretrieved; asyncio would report
+    # each one at exit, burying the one-line error under hundreds of lines.
+    logging_std.getLogger("asyncio").setLevel(logging_std.CRITICAL)
+    free = shutil.disk_usage(self.directory).free
+    return DiskFullError(
+        f"The disk of {self.directory} is full ({_gib(free)} free; a checkpoint of this run "
+        f"takes about {_gib(self._checkpoint_bytes)}, and {self._keep + 1} exist while one is "
+        "saved); the checkpoints saved before are intact. Free space there (or lower "
+        "keep_checkpoints), then rerun the same command to resume.")
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -139,14 +192,20 @@ class Checkpointer:
     step = int(state.step)
     if step in self._manager.all_steps():
       return False
-    return self._manager.save(
-        step,
-        args=ocp.args.Composite(**{
-            STATE_ITEM: ocp.args.StandardSave(state),
-            DATA_ITEM: ocp.args.JsonSave(data_state),
-            DIGEST_ITEM: ocp.args.JsonSave(state_digest(state)),
-        }),
-        force=force)
+    self._checkpoint_bytes = self._checkpoint_bytes or state_bytes(state)
+    try:
+      return self._manager.save(
+          step,
+          args=ocp.args.Composite(**{
+              STATE_ITEM: ocp.args.StandardSave(state),
+              DATA_ITEM: ocp.args.JsonSave(data_state),
+              DIGEST_ITEM: ocp.args.JsonSave(state_digest(state)),
+          }),
+          force=force)
+    except Exception as e:  # A previous asynchronous save may report here.
+      if _is_disk_full(e):
+        raise self._disk_full(e) from None
+      raise
 
   def _restore_step(self, step: int, abstract) -> tuple[Any, dict[str, Any]]:
     """One step's state and data position, verified against its digest."""
@@ -203,11 +262,18 @@ class Checkpointer:
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are on disk."""
-    self._manager.wait_until_finished()
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:
+      if _is_disk_full(e):
+        raise self._disk_full(e) from None
+      raise
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self.wait()
+    finally:
+      self._manager.close()
 
 
 

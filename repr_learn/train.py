@@ -332,6 +332,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                      "pretraining run with the same backbone.")
   state = setup.initial_state()
 
+  checkpointing.check_room(workdir, state, config.keep_checkpoints)
   checkpointer = checkpointing.Checkpointer(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
       every_steps=config.checkpoint_every_steps)

@@ -281,6 +281,43 @@ def test_an_unreadable_config_json_is_named_and_overwrite_moves_it_aside(tmp_pat
   assert json.loads((tmp_path / "config.json").read_text())["num_steps"] == 2
 
 
+def test_a_disk_too_small_for_one_checkpoint_is_refused_before_anything_is_written(
+    tmp_path, data_dir, monkeypatch):
+  monkeypatch.setattr(checkpointing.shutil, "disk_usage",
+                      lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 4096, 4096))
+  with pytest.raises(checkpointing.DiskFullError, match=r"run has 4 KiB free, but one "
+                     r"checkpoint of this run takes about \d+ KiB"):
+    train.train_and_evaluate(smoke_config(data_dir), str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_the_rerun_resumes(tmp_path, data_dir,
+                                                                     monkeypatch):
+  """The second save fails as orbax reports ENOSPC (tensorstore's text): a
+  one-line error, the first checkpoint intact, and the rerun resumes from it."""
+  config = smoke_config(data_dir, num_steps=6, **{"eval.protocols": ""})
+  saves, original = [], checkpointing.ocp.CheckpointManager.save
+
+  def save_until_the_disk_is_full(manager, step, *args, **kwargs):
+    saves.append(step)
+    if len(saves) == 2:
+      raise ValueError('RESOURCE_EXHAUSTED: Error writing local file "_sharding": Failed to '
+                       "write 16029 bytes to file 14: No space left on device "
+                       "[os_error_code='28']")
+    return original(manager, step, *args, **kwargs)
+
+  monkeypatch.setattr(checkpointing.ocp.CheckpointManager, "save", save_until_the_disk_is_full)
+  with pytest.raises(checkpointing.DiskFullError) as error:
+    train.train_and_evaluate(config, str(tmp_path))
+  message = str(error.value)
+  assert "\n" not in message and f"The disk of {tmp_path}/checkpoints is full" in message
+  assert "the checkpoints saved before are intact" in message
+  monkeypatch.undo()
+  assert _checkpoint_steps(tmp_path / "checkpoints") == [2]
+  resumed = train.train_and_evaluate(config, str(tmp_path))
+  assert int(resumed.state.step) == 6
+
+
 def test_attention_implementation_is_not_part_of_a_runs_identity():
   old = config_schema.base_config().to_dict()
   new = config_schema.base_config()
