@@ -8,6 +8,7 @@ fails with one line naming the nearest valid key.
 
 import difflib
 import json
+import os
 from typing import Any
 
 import ml_collections
@@ -457,6 +458,24 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
     if not applies and _get(config, key) != _get(defaults, key):
       raise ValueError(f"config.{key}={_get(config, key)!r} takes effect only with {needs}; "
                        "drop it or set that.")
+
+
+# Fields naming local directories: stored resolved, so that config.json
+# still finds them from another working directory (`evaluate`, `embed`).
+PATH_FIELDS = ("data.data_dir", "data.eval_dir", "data.manual_dir", "eval.data_dir",
+               "eval.eval_dir", "model.init_from")
+
+
+def with_absolute_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` with each relative (or ~) local path of `PATH_FIELDS`
+  made absolute; remote paths (gs://...) are kept as given."""
+  resolved = config.copy_and_resolve_references()
+  for dotted in PATH_FIELDS:
+    section, leaf = dotted.split(".")
+    value = resolved[section][leaf]
+    if value and "://" not in value:
+      resolved[section][leaf] = os.path.abspath(os.path.expanduser(value))
+  return resolved
 
 
 def with_objective(config: ml_collections.ConfigDict, name: str,

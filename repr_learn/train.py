@@ -304,6 +304,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     last checkpoint saved.
   """
   config_schema.validate(config)
+  config = config_schema.with_absolute_paths(config)  # config.json works from anywhere
   workdir = os.path.abspath(workdir)
   with notice or preemption.Notice() as notice, workdir_lib.held(workdir):
     config = workdir_lib.keep_trained_numerics(workdir, config)

@@ -44,8 +44,9 @@ def _params(state):
 
 
 def test_smoke_run_writes_the_contract_files(tmp_path, data_dir):
-  config = smoke_config(data_dir, **{"eval.random_init_baseline": True,
-                                     "eval.online_probe": True})
+  # A relative data_dir is stored resolved, for tools run from elsewhere.
+  config = smoke_config(os.path.relpath(data_dir), **{"eval.random_init_baseline": True,
+                                                      "eval.online_probe": True})
   result = train.train_and_evaluate(config, str(tmp_path))
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [l["step"] for l in lines if "train/loss" in l] == [2, 4]
@@ -58,6 +59,7 @@ def test_smoke_run_writes_the_contract_files(tmp_path, data_dir):
   assert result.eval["knn"]["top1"] == knn["top1"]
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["objective"]["name"] == "simclr" and saved["num_steps"] == 4
+  assert saved["data"]["data_dir"] == os.path.abspath(data_dir)
   assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
 
 
