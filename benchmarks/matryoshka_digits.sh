@@ -13,15 +13,15 @@ python main.py --config=configs/simclr.py:digits --workdir="$PLAIN" \
 python main.py --config=configs/simclr.py:digits_matryoshka --workdir="$NESTED"
 python - "$PLAIN" "$NESTED" <<'PY'
 import sys
-from repr_learn import plot
+from repr_learn.evaluation import drawing
 runs = {"SimCLR": sys.argv[1], "SimCLR + Matryoshka": sys.argv[2]}
-curves = {label: plot.accuracy_by_dim(workdir) for label, workdir in runs.items()}
+curves = {label: drawing.accuracy_by_dim(workdir) for label, workdir in runs.items()}
 dims = sorted(curves["SimCLR"]["knn"])
 print("| protocol | run | " + " | ".join(f"{m} dims" for m in dims) + " |")
 print("|---|---|" + "---|" * len(dims))
-for protocol in plot.NESTED_PROTOCOLS:
+for protocol in drawing.NESTED_PROTOCOLS:
   for label, curve in curves.items():
     print(f"| {protocol} top-1 | {label} | "
           + " | ".join(f"{curve[protocol][m]:.2f}" for m in dims) + " |")
-print("Wrote", plot.plot_accuracy_by_dim("benchmarks/figures/matryoshka_digits.png", runs))
+print("Wrote", drawing.plot_accuracy_by_dim("benchmarks/figures/matryoshka_digits.png", runs))
 PY

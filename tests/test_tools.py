@@ -17,6 +17,7 @@ from repr_learn import finished_run
 from repr_learn import plot
 from repr_learn import report
 from repr_learn import train
+from repr_learn.evaluation import drawing
 from tests import config_overrides
 
 PNG_MAGIC = b"\x89PNG"
@@ -99,7 +100,7 @@ def test_plot_writes_curves_and_embedding(run_dir, tmp_path):
   for name in ("curves.png", "embedding.png"):
     assert (run_dir / "plots" / name).read_bytes()[:4] == PNG_MAGIC
   images = np.random.default_rng(0).random((3, 8, 8, 3))
-  path = plot.plot_reconstructions(str(tmp_path / "rec.png"), images, images * 0.5, images)
+  path = drawing.plot_reconstructions(str(tmp_path / "rec.png"), images, images * 0.5, images)
   assert open(path, "rb").read(4) == PNG_MAGIC
 
 

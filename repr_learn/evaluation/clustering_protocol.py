@@ -11,18 +11,18 @@ from typing import Any
 import numpy as np
 
 from repr_learn.evaluation import clustering
-from repr_learn.evaluation import protocols
+from repr_learn.evaluation import protocol_base
 
 SCORES = ("acc", "nmi", "ari")
 
 
-@protocols.register
-class ClusteringProtocol(protocols.Protocol):
+@protocol_base.register
+class ClusteringProtocol(protocol_base.Protocol):
   name = "clustering"
   needs_labels = True
   headline = tuple(f"{part}_{k}" for part in ("kmeans", "head") for k in SCORES)
 
-  def __init__(self, context: protocols.EvalContext):
+  def __init__(self, context: protocol_base.EvalContext):
     super().__init__(context)
     objective = context.objective
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from repr_learn.data import catalog
 from repr_learn.data import sources
-from repr_learn.evaluation import protocols
+from repr_learn.evaluation import protocol_base
 from repr_learn.objectives import finetune
 
 
@@ -44,13 +44,13 @@ def pretrained_objective(workdir: str | None) -> str | None:
     return None
 
 
-@protocols.register
-class FinetuneProtocol(protocols.Protocol):
+@protocol_base.register
+class FinetuneProtocol(protocol_base.Protocol):
   name = "finetune"
   needs_labels = True
   headline = ("top1", "top5")
 
-  def __init__(self, context: protocols.EvalContext):
+  def __init__(self, context: protocol_base.EvalContext):
     super().__init__(context)
     objective = context.objective
     config = context.config
@@ -84,7 +84,7 @@ class FinetuneProtocol(protocols.Protocol):
     split = spec.eval_train_split  # What the trainer trains a supervised objective on.
     source = sources.open_source(spec, split, config.data)
     if len(source) and int(source[0]["label"]) < 0:
-      raise protocols.LabelsRequiredError(
+      raise protocol_base.LabelsRequiredError(
           f"Fine-tuning needs labels, but split {split!r} of {spec.name!r} "
           "(the one the trainer trains on) is unlabeled; fine-tune on a labeled dataset "
           "(an image_folder needs one subfolder per class).")

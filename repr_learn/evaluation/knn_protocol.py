@@ -8,11 +8,11 @@ classifies the test split (NPID's and DINO's weighted vote).
 from typing import Any
 
 from repr_learn.evaluation import knn
-from repr_learn.evaluation import protocols
+from repr_learn.evaluation import protocol_base
 
 
-@protocols.register
-class KnnProtocol(protocols.Protocol):
+@protocol_base.register
+class KnnProtocol(protocol_base.Protocol):
   name = "knn"
   needs_labels = True
   reads_features = True

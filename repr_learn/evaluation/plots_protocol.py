@@ -9,11 +9,11 @@ from typing import Any
 
 import jax
 
-from repr_learn.evaluation import protocols
+from repr_learn.evaluation import protocol_base
 
 
-@protocols.register
-class PlotsProtocol(protocols.Protocol):
+@protocol_base.register
+class PlotsProtocol(protocol_base.Protocol):
   name = "plots"
   headline = ()
 
@@ -24,11 +24,13 @@ class PlotsProtocol(protocols.Protocol):
     features, labels = self.context.backbone_features(state, self.context.splits[1])
     result = {"step": int(step), **self.context.describe()}
     if jax.process_index() == 0:
-      from repr_learn import plot  # pylint: disable=g-import-not-at-top (matplotlib is heavy)
-      if plot.has_metrics(workdir):
-        result["curves"] = plot.plot_curves(workdir)
-      result["embedding"] = plot.plot_embedding(workdir, features, labels)
-      if plot.accuracy_by_dim(workdir):  # eval.dims: the protocols before this one
-        result["accuracy_by_dim"] = plot.plot_accuracy_by_dim(
-            plot.by_dim_path(workdir), {plot.run_label(workdir): workdir})
+      # pylint: disable-next=g-import-not-at-top (matplotlib is heavy)
+      from repr_learn.evaluation import drawing
+      title = drawing.run_title(workdir, self.config)
+      if drawing.has_metrics(workdir):
+        result["curves"] = drawing.plot_curves(workdir, title)
+      result["embedding"] = drawing.plot_embedding(workdir, title, features, labels)
+      if drawing.accuracy_by_dim(workdir):  # eval.dims: the protocols before this one
+        result["accuracy_by_dim"] = drawing.plot_accuracy_by_dim(
+            drawing.by_dim_path(workdir), {drawing.run_label(workdir): workdir})
     return result

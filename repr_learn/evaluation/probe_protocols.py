@@ -12,19 +12,19 @@ from typing import Any
 from repr_learn.evaluation import features
 from repr_learn.evaluation import fewshot
 from repr_learn.evaluation import linear_probe
-from repr_learn.evaluation import protocols
+from repr_learn.evaluation import protocol_base
 from repr_learn.evaluation import rankme
 
 
-def _labeled_splits(protocol: protocols.Protocol, state):
+def _labeled_splits(protocol: protocol_base.Protocol, state):
   train_split, test_split = protocol.context.splits
   train_x, train_y = protocol.context.labeled_features(state, train_split, protocol.name)
   test_x, test_y = protocol.context.labeled_features(state, test_split, protocol.name)
   return train_x, train_y, test_x, test_y
 
 
-@protocols.register
-class LinearProtocol(protocols.Protocol):
+@protocol_base.register
+class LinearProtocol(protocol_base.Protocol):
   """Softmax classifier on the train split's features, (lr, wd) picked on a
   held-out part of it; top-1/top-5 on the test split (`linear_probe`)."""
   name = "linear"
@@ -67,8 +67,8 @@ class LinearProtocol(protocols.Protocol):
     return tuple(splits)
 
 
-@protocols.register
-class FewshotProtocol(protocols.Protocol):
+@protocol_base.register
+class FewshotProtocol(protocol_base.Protocol):
   """big_vision's closed-form few-shot probe: mean/std top-1 over seeds per
   shot count (`fewshot`)."""
   name = "fewshot"
@@ -87,8 +87,8 @@ class FewshotProtocol(protocols.Protocol):
     return result
 
 
-@protocols.register
-class RankMeProtocol(protocols.Protocol):
+@protocol_base.register
+class RankMeProtocol(protocol_base.Protocol):
   """RankMe and uniformity of the test split's features; no labels needed.
 
   Wang & Isola's alignment is not reported: it needs positive pairs (two

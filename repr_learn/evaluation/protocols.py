@@ -9,204 +9,40 @@ feature pass. The trainer and `python -m repr_learn.evaluate` call `run`; neithe
 knows any protocol by name.
 """
 
-import contextlib
 import dataclasses
 import json
 import os
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 from absl import logging
 import jax
-import ml_collections
-import numpy as np
 
-from repr_learn.data import catalog
-from repr_learn.data import sources
-from repr_learn.evaluation import features
+# The protocols register themselves on import (`protocol_base.register`).
+from repr_learn.evaluation import clustering_protocol  # pylint: disable=unused-import
+from repr_learn.evaluation import finetune_protocol  # pylint: disable=unused-import
+from repr_learn.evaluation import knn_protocol  # pylint: disable=unused-import
+from repr_learn.evaluation import plots_protocol  # pylint: disable=unused-import
+from repr_learn.evaluation import probe_protocols  # pylint: disable=unused-import
+from repr_learn.evaluation import protocol_base
+from repr_learn.evaluation import reconstruction_protocol  # pylint: disable=unused-import
 
-EVAL_DIR = "eval"
-
-
-class LabelsRequiredError(ValueError):
-  """A protocol that needs labels met unlabeled evaluation data."""
-
-
-def eval_data_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config.data` with `config.eval.dataset`/`data_dir`/`eval_dir` applied (transfer)."""
-  data = ml_collections.ConfigDict(config.data.to_dict())
-  if config.eval.dataset:
-    data.name = config.eval.dataset
-    data.eval_dir = config.eval.eval_dir
-    data.data_dir = config.eval.data_dir or (None if data.name == "image_folder"
-                                             else config.data.data_dir)
-  return data
-
-
-class EvalContext:
-  """The evaluation dataset and the shared, cached feature extraction."""
-
-  def __init__(self, objective, config: ml_collections.ConfigDict, mesh, image_size: int,
-               workdir: str | None = None):
-    self.objective = objective
-    self.workdir = workdir  # where protocols that draw pictures put DIR/plots/
-    self.config = config
-    self.mesh = mesh
-    self.image_size = image_size
-    self.data_config = eval_data_config(config)
-    self.spec = catalog.get_spec(self.data_config.name)
-    self._sources = {}
-    self._extract = features.FeatureExtractor(
-        features.backbone_outputs(objective), mesh, image_size, config.eval.batch_size,
-        objective.pixel_mean, objective.pixel_std)
-    self._cache_key, self._cache = None, {}
-    self._leading_dims = None
-
-  @contextlib.contextmanager
-  def leading_dims(self, m: int | None):
-    """Within it, `backbone_features` are the first `m` dimensions of the
-    features (a Matryoshka size, `eval.dims`; None: all), so protocols run
-    unchanged on them."""
-    self._leading_dims = m
-    try:
-      yield
-    finally:
-      self._leading_dims = None
-
-  @property
-  def splits(self) -> tuple[str, str]:
-    return self.spec.eval_train_split, self.spec.eval_test_split
-
-  def source(self, split: str):
-    if split not in self._sources:
-      self._sources[split] = sources.open_source(self.spec, split, self.data_config)
-    return self._sources[split]
-
-  def extractor(self, outputs: Callable) -> features.FeatureExtractor:
-    """A compiled forward for protocols that need more than backbone features."""
-    return features.FeatureExtractor(outputs, self.mesh, self.image_size,
-                                     self.config.eval.batch_size, self.objective.pixel_mean,
-                                     self.objective.pixel_std)
-
-  def backbone_features(self, state, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(features [N, D], labels [N]) of `split`, computed once per state."""
-    if self._cache_key is not state:
-      self._cache_key, self._cache = state, {}
-    if split not in self._cache:
-      outputs, labels = self._extract(state, self.source(split))
-      self._cache[split] = (outputs["features"], labels)
-    x, y = self._cache[split]
-    if self._leading_dims is None:
-      return x, y
-    if self._leading_dims > x.shape[1]:
-      raise ValueError(f"config.eval.dims asks for {self._leading_dims} dimensions of features "
-                       f"that have {x.shape[1]}; list sizes up to {x.shape[1]}.")
-    return x[:, :self._leading_dims], y
-
-  def require_labels(self, labels: np.ndarray, split: str, protocol: str) -> None:
-    if np.any(labels < 0):
-      raise LabelsRequiredError(
-          f"The {protocol} protocol needs labels, but split {split!r} of "
-          f"{self.spec.name!r} is unlabeled; drop it from config.eval.protocols or "
-          "evaluate on a labeled dataset (--config.eval.dataset=...).")
-
-  def unlabeled(self) -> bool:
-    """Whether the evaluation data has no labels at all (a flat image folder;
-    catalogued datasets are labeled)."""
-    if self.spec.num_classes:
-      return False
-    labels = self.source(self.spec.eval_test_split).labels
-    return bool(len(labels)) and bool(np.all(labels < 0))
-
-  def labeled_features(self, state, split: str, protocol: str):
-    x, y = self.backbone_features(state, split)
-    self.require_labels(y, split, protocol)
-    return x, y
-
-  def num_classes(self, *labels: np.ndarray) -> int:
-    return self.spec.num_classes or int(max(y.max() for y in labels)) + 1
-
-  def describe(self) -> dict[str, Any]:
-    return {"dataset": self.spec.name, "train_split": self.spec.eval_train_split,
-            "test_split": self.spec.eval_test_split}
-
-
-class Protocol:
-  """Base class: subclasses set `name` and implement `evaluate`.
-
-  Attributes (class level):
-    name: the protocol's name in `config.eval.protocols` and its file name.
-    headline: result keys logged as scalars (`<name>/<key>`) and compared with
-      the random-init encoder when `config.eval.random_init_baseline` is set.
-    needs_labels: whether it scores against labels (kNN, probes, clustering).
-    reads_features: whether it reads only `EvalContext.backbone_features`, so
-      that `eval.dims` can run it again on their leading dimensions.
-  """
-  name: ClassVar[str] = "base"
-  headline: ClassVar[tuple[str, ...]] = ("top1",)
-  needs_labels: ClassVar[bool] = False
-  reads_features: ClassVar[bool] = False
-
-  def __init__(self, context: EvalContext):
-    self.context = context
-    self.config = context.config
-
-  def evaluate(self, state, step: int) -> dict[str, Any]:
-    raise NotImplementedError
-
-  def evaluate_by_dim(self, state, step: int) -> dict[str, dict[str, Any]]:
-    """{str(m): the scalar results on the first m feature dimensions} for each
-    m in `eval.dims` (Matryoshka sizes); {} when it lists none or the
-    protocol reads more than the backbone features."""
-    if not (self.reads_features and self.config.eval.dims):
-      return {}
-    by_dim = {}
-    for m in self.config.eval.dims:
-      with self.context.leading_dims(m):
-        result = self.evaluate(state, step)
-      by_dim[str(m)] = {k: v for k, v in result.items()
-                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return by_dim
-
-  def settings(self) -> dict[str, Any]:
-    """What the result depends on besides the weights: the evaluation section
-    (less what only schedules protocols) and the evaluation data. A cached
-    random-init result is reused only under the same settings."""
-    scheduling = ("protocols", "periodic_protocols", "every_steps", "random_init_baseline",
-                  "online_probe", "online_probe_lr")
-    eval_config = {k: v for k, v in self.config.eval.to_dict().items() if k not in scheduling}
-    return json.loads(json.dumps({"eval": eval_config, "data": self.context.data_config.to_dict(),
-                                  "seed": self.config.seed}, default=str))
-
-
-_REGISTRY: dict[str, type[Protocol]] = {}
-
-
-def register(cls: type[Protocol]) -> type[Protocol]:
-  _REGISTRY[cls.name] = cls
-  return cls
+# The base pieces, as the trainer and the tools name them.
+EVAL_DIR = protocol_base.EVAL_DIR
+EvalContext = protocol_base.EvalContext
+LabelsRequiredError = protocol_base.LabelsRequiredError
+Protocol = protocol_base.Protocol
+eval_data_config = protocol_base.eval_data_config
 
 
 def available() -> list[str]:
-  _load_builtin()
-  return sorted(_REGISTRY)
-
-
-def _load_builtin() -> None:
-  # Protocol modules register themselves; imported here to avoid import cycles.
-  from repr_learn.evaluation import clustering_protocol  # pylint: disable=g-import-not-at-top,unused-import
-  from repr_learn.evaluation import knn_protocol  # pylint: disable=g-import-not-at-top,unused-import
-  from repr_learn.evaluation import probe_protocols  # pylint: disable=g-import-not-at-top,unused-import
-  from repr_learn.evaluation import finetune_protocol  # pylint: disable=g-import-not-at-top,unused-import
-  from repr_learn.evaluation import reconstruction_protocol  # pylint: disable=g-import-not-at-top,unused-import
-  from repr_learn.evaluation import plots_protocol  # pylint: disable=g-import-not-at-top,unused-import
+  return sorted(protocol_base.REGISTRY)
 
 
 def parse_names(names: str) -> list[str]:
   """'knn, linear' -> ['knn', 'linear'], each checked against the registry."""
-  _load_builtin()
   parsed = [n.strip() for n in names.split(",") if n.strip()]
   for name in parsed:
-    if name not in _REGISTRY:
+    if name not in protocol_base.REGISTRY:
       raise ValueError(f"Unknown evaluation protocol {name!r}; valid: {available()}.")
   return parsed
 
@@ -215,7 +51,7 @@ def build(names: str, context: EvalContext, *, skip_unlabeled: bool = False) -> 
   """The protocols `names` on `context`'s data. With `skip_unlabeled`, those
   that need labels are left out (with a message) when that data has none, so
   an unlabeled image folder still pretrains; otherwise they fail when run."""
-  chosen = [_REGISTRY[name] for name in parse_names(names)]
+  chosen = [protocol_base.REGISTRY[name] for name in parse_names(names)]
   needing = [cls.name for cls in chosen if cls.needs_labels]
   # A supervised objective (fine-tuning) on unlabeled data is an error, which
   # its protocol reports; only pretraining goes ahead without labels.
@@ -302,7 +138,7 @@ def scalars(results: dict[str, dict[str, Any]]) -> dict[str, float]:
   scalars, and those at each `eval.dims` size as `<name>/<key>_dim<m>`."""
   out = {}
   for name, result in results.items():
-    keys = _REGISTRY[name].headline
+    keys = protocol_base.REGISTRY[name].headline
     for key in keys + tuple(f"random_init_{k}" for k in keys):
       value = result.get(key)
       if isinstance(value, (int, float)):

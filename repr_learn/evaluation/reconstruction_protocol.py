@@ -16,7 +16,7 @@ import numpy as np
 
 from repr_learn import parallel
 from repr_learn.data import augment
-from repr_learn.evaluation import protocols
+from repr_learn.evaluation import protocol_base
 
 NUM_IMAGES = 8
 PLOT_FILE = os.path.join("plots", "reconstructions.png")
@@ -27,12 +27,12 @@ def _to_unit_range(images: np.ndarray, mean, std) -> np.ndarray:
   return np.clip(images * std + mean, 0.0, 1.0)
 
 
-@protocols.register
-class ReconstructionProtocol(protocols.Protocol):
+@protocol_base.register
+class ReconstructionProtocol(protocol_base.Protocol):
   name = "reconstructions"
   headline = ("masked_mse",)
 
-  def __init__(self, context: protocols.EvalContext):
+  def __init__(self, context: protocol_base.EvalContext):
     super().__init__(context)
     objective = context.objective
     if not getattr(objective, "reconstructs", False):
@@ -62,12 +62,13 @@ class ReconstructionProtocol(protocols.Protocol):
               "masked_mse": float((error * hidden).sum() / max(hidden.sum(), 1)),
               **self.context.describe()}
     if self.context.workdir is not None and jax.process_index() == 0:
-      from repr_learn import plot  # pylint: disable=g-import-not-at-top (matplotlib is heavy)
+      # pylint: disable-next=g-import-not-at-top (matplotlib is heavy)
+      from repr_learn.evaluation import drawing
       objective = self.context.objective
 
       def unit(images):
         return _to_unit_range(images, objective.pixel_mean, objective.pixel_std)
 
-      result["plot"] = plot.plot_reconstructions(
+      result["plot"] = drawing.plot_reconstructions(
           os.path.join(self.context.workdir, PLOT_FILE), unit(x), unit(masked), unit(recon))
     return result
