@@ -26,7 +26,8 @@ from repr_learn import train_state as train_state_lib
 STATE_ITEM = "state"
 DATA_ITEM = "data_iterator"
 DIGEST_ITEM = "digest"
-ITEMS = (STATE_ITEM, DATA_ITEM, DIGEST_ITEM)
+LAYOUT_ITEM = "layout"  # the devices and processes that saved it
+ITEMS = (STATE_ITEM, DATA_ITEM, DIGEST_ITEM, LAYOUT_ITEM)
 
 
 def _host_leaves(tree: Any) -> dict[str, np.ndarray]:
@@ -80,6 +81,10 @@ def _restore_verified(manager, directory: str, step: int, items: dict[str, Any])
   restored = manager.restore(step, args=ocp.args.Composite(**items))
   _verify(restored[STATE_ITEM], dict(restored[DIGEST_ITEM]) if has_digest else None)
   return restored
+
+
+def _layout() -> dict[str, int]:
+  return {"devices": jax.device_count(), "processes": jax.process_count()}
 
 
 def _failure(step: int, error: Exception) -> str:
@@ -200,6 +205,7 @@ class Checkpointer:
               STATE_ITEM: ocp.args.StandardSave(state),
               DATA_ITEM: ocp.args.JsonSave(data_state),
               DIGEST_ITEM: ocp.args.JsonSave(state_digest(state)),
+              LAYOUT_ITEM: ocp.args.JsonSave(_layout()),
           }),
           force=force)
     except Exception as e:  # A previous asynchronous save may report here.
@@ -209,8 +215,16 @@ class Checkpointer:
 
   def _restore_step(self, step: int, abstract) -> tuple[Any, dict[str, Any]]:
     """One step's state and data position, verified against its digest."""
-    restored = _restore_verified(self._manager, self.directory, step, {
-        STATE_ITEM: ocp.args.StandardRestore(abstract), DATA_ITEM: ocp.args.JsonRestore()})
+    items = {STATE_ITEM: ocp.args.StandardRestore(abstract), DATA_ITEM: ocp.args.JsonRestore()}
+    has_layout = os.path.isdir(os.path.join(self.directory, str(step), LAYOUT_ITEM))
+    if has_layout:  # checkpoints written before it existed have none
+      items[LAYOUT_ITEM] = ocp.args.JsonRestore()
+    restored = _restore_verified(self._manager, self.directory, step, items)
+    saved, now = (dict(restored[LAYOUT_ITEM]) if has_layout else None), _layout()
+    if saved is not None and saved != now:
+      logging.warning("Step %d was saved on %d devices in %d process(es); resuming it on %d "
+                      "in %d.", step,
+                      saved["devices"], saved["processes"], now["devices"], now["processes"])
     return restored[STATE_ITEM], dict(restored[DATA_ITEM])
 
   def _move_aside(self, steps: list[int]) -> None:

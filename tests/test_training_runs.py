@@ -96,7 +96,7 @@ def test_tools_read_a_live_run_without_disturbing_it(tmp_path, data_dir):
 
 
 def test_sigterm_checkpoints_and_the_rerun_equals_an_uninterrupted_run(tmp_path, data_dir,
-                                                                       monkeypatch):
+                                                                       monkeypatch, caplog):
   config = smoke_config(data_dir, num_steps=6)
   straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
   # SIGTERM arrives while step 3's batch is being assembled.
@@ -112,7 +112,12 @@ def test_sigterm_checkpoints_and_the_rerun_equals_an_uninterrupted_run(tmp_path,
   assert first.stopped == preemption.StopReason.PREEMPTED and int(first.state.step) == 3
   assert (tmp_path / "resumed" / "checkpoints" / "3").is_dir()
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+  # As if step 3 had been saved on 2 devices: the resume says so.
+  layout = tmp_path / "resumed" / "checkpoints" / "3" / "layout" / "metadata"
+  assert json.loads(layout.read_text()) == {"devices": 8, "processes": 1}
+  layout.write_text(json.dumps({"devices": 2, "processes": 1}))
   resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert "Step 3 was saved on 2 devices in 1 process(es); resuming it on 8 in 1" in caplog.text
   assert int(resumed.state.step) == 6 and resumed.stopped is None
   jax.tree.map(np.testing.assert_array_equal, _params(straight.state), _params(resumed.state))
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight.state.opt_state),
