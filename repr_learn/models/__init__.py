@@ -197,7 +197,7 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
                   decoder_output_dim: int | None = None,
                   bn_axis_name: str | None = None,
                   matryoshka_dims: tuple[int, ...] = (),
-                  matryoshka_efficient: bool = True) -> nn.Module:
+                  matryoshka_efficient: bool = False) -> nn.Module:
   """Backbone + projector (+ predictor when `predictor.num_layers > 0`, +
   prototypes when `prototypes.num_prototypes > 0`); or, with a
   `decoder.kind`, a ViT and its masked-modeling head predicting
