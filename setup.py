@@ -38,7 +38,7 @@ setuptools.setup(
     ],
     extras_require={
         "cuda": ["jax[cuda12]>=0.10,<0.13"],
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "filelock>=3.12"],  # filelock: the tests' shared XLA cache
+        "test": ["pytest>=8", "pytest-xdist>=3.5"],
         "bench": ["torch>=2.14,<3", "torchvision>=0.29,<1", "timm>=1.0,<2"],  # benchmarks/pytorch_*.py
     },
 )

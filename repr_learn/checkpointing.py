@@ -310,20 +310,25 @@ def read_newest(directory: str, abstract: Any = None, *, attempts: int = 5
   manager = ocp.CheckpointManager(
       directory, item_names=ITEMS,
       options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+  failures, raced = {}, False
   try:
-    failures = {}
     for _ in range(attempts):
       manager.reload()
       steps = [s for s in sorted(manager.all_steps(), reverse=True) if s not in failures]
       if not steps:
         break
+      raced = False
       for step in steps:
         try:
           restored = _restore_verified(manager, directory, step,
                                        {STATE_ITEM: ocp.args.StandardRestore(abstract)})
         except Exception as e:  # orbax raises many types for damaged or vanished files.
-          if not os.path.isdir(os.path.join(directory, str(step))):
-            break  # Deleted by the trainer meanwhile: list again.
+          manager.reload()
+          if max(manager.all_steps(), default=step) > step:
+            # A newer step was saved meanwhile, and this one is being deleted
+            # (the trainer keeps the last N): start again from the newest.
+            raced = True
+            break
           failures[step] = _failure(step, e)
           logging.error("Checkpoint %s in %s is unreadable; trying the previous one.",
                         failures[step], directory)
@@ -336,6 +341,9 @@ def read_newest(directory: str, abstract: Any = None, *, attempts: int = 5
         break
   finally:
     manager.close()
+  if raced:
+    raise CheckpointError(f"The checkpoints in {directory} changed under each of {attempts} "
+                          "reads (a run saving very often); retry.")
   if failures:
     raise CheckpointError(f"No readable checkpoint in {directory} "
                           f"({'; '.join(failures.values())}).")

@@ -15,6 +15,17 @@ import ml_collections
 from ml_collections import config_dict
 
 
+# Fields every objective's section holds beside its own (`Objective.defaults`).
+COMMON_OBJECTIVE_FIELDS = {
+    # Matryoshka representation learning (Kusupati et al. 2022): the loss is
+    # summed over the heads that read the first m feature dims, for each m
+    # here (ascending, the last the backbone's feature width); () = off.
+    "matryoshka_dims": (),
+    "matryoshka_weights": (),      # one per size; () = 1 each (MRL's relative_importance)
+    "matryoshka_efficient": False,  # True: the sizes share the projector's first layer (MRL-E); False: one per size (MRL)
+}
+
+
 def base_config() -> ml_collections.ConfigDict:
   """Defaults shared by every method (SimCLR-like ResNet-18 on CIFAR-10)."""
   c = ml_collections.ConfigDict()
@@ -103,6 +114,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.objective = ml_collections.ConfigDict()
   c.objective.name = "simclr"       # see repr_learn/objectives/__init__.py
   c.objective.temperature = 0.5     # objective-specific fields follow the name
+  c.objective.update(COMMON_OBJECTIVE_FIELDS)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "lars"         # lars | sgd | adamw | adam (torch Adam: L2 in the gradient, SCAN)
@@ -261,17 +273,6 @@ def _check_keys(config: ml_collections.ConfigDict, schema: Any, path: str) -> No
       if not isinstance(value, (ml_collections.ConfigDict, dict)):
         raise TypeError(f"Config key {full!r} must be a section, got {value!r}.")
       _check_keys(value, default, full + ".")
-
-
-# Fields every objective's section holds beside its own (`Objective.defaults`).
-COMMON_OBJECTIVE_FIELDS = {
-    # Matryoshka representation learning (Kusupati et al. 2022): the loss is
-    # summed over the heads that read the first m feature dims, for each m
-    # here (ascending, the last the backbone's feature width); () = off.
-    "matryoshka_dims": (),
-    "matryoshka_weights": (),      # one per size; () = 1 each (MRL's relative_importance)
-    "matryoshka_efficient": False,  # True: the sizes share the projector's first layer (MRL-E); False: one per size (MRL)
-}
 
 
 def objective_schema(config: ml_collections.ConfigDict) -> dict[str, Any]:

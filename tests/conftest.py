@@ -35,29 +35,19 @@ except ImportError:
   pass
 
 
-_SHARED_CACHE_VARIABLE = "REPR_LEARN_TEST_XLA_CACHE"
-
-
 def pytest_configure(config):
-  """A persistent XLA compilation cache shared by this run's processes.
+  """A persistent XLA compilation cache for this test process.
 
   Compilation dominates the suite on CPU (about 4 s per train step), and the
   end-to-end tests compile the same programs again and again (a stopped and a
-  resumed run, the same smoke model under several objectives), on either xdist
-  worker. The workers share one directory: with a size limit set, JAX reads and
-  writes each entry under a file lock (`jax._src.lru_cache`, `filelock`), so
-  one worker never reads another's half-written entry. The controlling process
-  (or a run without xdist) makes it, names it to the workers it starts in the
-  environment, and removes it at the end.
+  resumed run, the same smoke model under several objectives). One directory
+  per process: JAX writes cache entries non-atomically, so xdist workers do not
+  share one.
   """
   import jax  # pylint: disable=g-import-not-at-top  (after XLA_FLAGS above)
-  cache_dir = os.environ.get(_SHARED_CACHE_VARIABLE)
-  if cache_dir is None or not hasattr(config, "workerinput"):
-    cache_dir = tempfile.mkdtemp(prefix="repr_learn_xla_cache_")
-    os.environ[_SHARED_CACHE_VARIABLE] = cache_dir  # inherited by the xdist workers
-    config.add_cleanup(lambda: shutil.rmtree(cache_dir, ignore_errors=True))
+  cache_dir = tempfile.mkdtemp(prefix="repr_learn_xla_cache_")
+  config.add_cleanup(lambda: shutil.rmtree(cache_dir, ignore_errors=True))
   jax.config.update("jax_compilation_cache_dir", cache_dir)
-  jax.config.update("jax_compilation_cache_max_size", 8 * 2**30)  # turns the file lock on
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
   # Image-folder scan verdicts (repr_learn.data.image_folder) stay out of ~/.cache.
