@@ -129,7 +129,8 @@ class RunLock:
 
   def __exit__(self, *exc) -> None:
     if self._fd is not None:
-      os.remove(self.path)  # while still held: whoever opened it meanwhile retries
+      if _same_file(self._fd, self.path):
+        os.remove(self.path)  # while still held: whoever opened it meanwhile retries
       fcntl.flock(self._fd, fcntl.LOCK_UN)
       os.close(self._fd)
       self._fd = None
