@@ -6,6 +6,7 @@ batches and random numbers, and a damaged file (a flipped bit, a truncated
 array) is detected on restore instead of training on silently wrong weights.
 """
 
+import contextlib
 import errno
 import logging as logging_std
 import os
@@ -72,14 +73,19 @@ def _verify(state: Any, digest: dict[str, str] | None) -> None:
       raise ValueError(f"non-finite values in parameter {path}")
 
 
-def _restore_verified(manager, directory: str, step: int, items: dict[str, Any]) -> dict[str, Any]:
-  """`manager.restore` of `items` at `step`, with the state checked against its
-  digest (checkpoints written before digests existed restore unverified)."""
-  has_digest = os.path.isdir(os.path.join(directory, str(step), DIGEST_ITEM))
-  if has_digest:
-    items = {**items, DIGEST_ITEM: ocp.args.JsonRestore()}
-  restored = manager.restore(step, args=ocp.args.Composite(**items))
-  _verify(restored[STATE_ITEM], dict(restored[DIGEST_ITEM]) if has_digest else None)
+def _restore_verified(manager, directory: str, step: int, items: dict[str, Any],
+                      optional: tuple[str, ...] = ()) -> dict[str, Any]:
+  """`manager.restore` of `items` at `step`, plus the JSON items named in
+  `optional` where the checkpoint has them (None where it predates them), with
+  the state checked against its digest (checkpoints written before digests
+  existed restore unverified)."""
+  optional = (DIGEST_ITEM, *optional)
+  present = [n for n in optional if os.path.isdir(os.path.join(directory, str(step), n))]
+  restored = dict(manager.restore(step, args=ocp.args.Composite(
+      **items, **{name: ocp.args.JsonRestore() for name in present})))
+  restored.update({name: None for name in optional if name not in present})
+  digest = restored[DIGEST_ITEM]
+  _verify(restored[STATE_ITEM], dict(digest) if digest is not None else None)
   return restored
 
 
@@ -173,17 +179,24 @@ class Checkpointer:
     self._keep = keep
     self._checkpoint_bytes = 0
 
-  def _disk_full(self, error: BaseException) -> DiskFullError:
-    del error
-    # orbax leaves its failed write tasks unretrieved; asyncio would report
-    # each one at exit, burying the one-line error under hundreds of lines.
-    logging_std.getLogger("asyncio").setLevel(logging_std.CRITICAL)
-    free = shutil.disk_usage(self.directory).free
-    return DiskFullError(
-        f"The disk of {self.directory} is full ({_gib(free)} free; a checkpoint of this run "
-        f"takes about {_gib(self._checkpoint_bytes)}, and {self._keep + 1} exist while one is "
-        "saved); the checkpoints saved before are intact. Free space there (or lower "
-        "keep_checkpoints), then rerun the same command to resume.")
+  @contextlib.contextmanager
+  def _disk_full_in_one_line(self):
+    """Turns orbax's report of a full disk (from this save or an earlier
+    asynchronous one) into one `DiskFullError` line that says what to do."""
+    try:
+      yield
+    except Exception as e:  # orbax raises many types; ENOSPC is in its text.
+      if not _is_disk_full(e):
+        raise
+      # orbax leaves its failed write tasks unretrieved; asyncio would report
+      # each one at exit, burying the one-line error under hundreds of lines.
+      logging_std.getLogger("asyncio").setLevel(logging_std.CRITICAL)
+      free = shutil.disk_usage(self.directory).free
+      raise DiskFullError(
+          f"The disk of {self.directory} is full ({_gib(free)} free; a checkpoint of this run "
+          f"takes about {_gib(self._checkpoint_bytes)}, and {self._keep + 1} exist while one "
+          "is saved); the checkpoints saved before are intact. Free space there (or lower "
+          "keep_checkpoints), then rerun the same command to resume.") from None
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -198,7 +211,7 @@ class Checkpointer:
     if step in self._manager.all_steps():
       return False
     self._checkpoint_bytes = self._checkpoint_bytes or state_bytes(state)
-    try:
+    with self._disk_full_in_one_line():
       return self._manager.save(
           step,
           args=ocp.args.Composite(**{
@@ -208,20 +221,15 @@ class Checkpointer:
               LAYOUT_ITEM: ocp.args.JsonSave(_layout()),
           }),
           force=force)
-    except Exception as e:  # A previous asynchronous save may report here.
-      if _is_disk_full(e):
-        raise self._disk_full(e) from None
-      raise
 
   def _restore_step(self, step: int, abstract) -> tuple[Any, dict[str, Any]]:
     """One step's state and data position, verified against its digest."""
-    items = {STATE_ITEM: ocp.args.StandardRestore(abstract), DATA_ITEM: ocp.args.JsonRestore()}
-    has_layout = os.path.isdir(os.path.join(self.directory, str(step), LAYOUT_ITEM))
-    if has_layout:  # checkpoints written before it existed have none
-      items[LAYOUT_ITEM] = ocp.args.JsonRestore()
-    restored = _restore_verified(self._manager, self.directory, step, items)
-    saved, now = (dict(restored[LAYOUT_ITEM]) if has_layout else None), _layout()
-    if saved is not None and saved != now:
+    restored = _restore_verified(
+        self._manager, self.directory, step,
+        {STATE_ITEM: ocp.args.StandardRestore(abstract), DATA_ITEM: ocp.args.JsonRestore()},
+        optional=(LAYOUT_ITEM,))
+    saved, now = restored[LAYOUT_ITEM], _layout()
+    if saved is not None and dict(saved) != now:
       logging.warning("Step %d was saved on %d devices in %d process(es); resuming it on %d "
                       "in %d.", step,
                       saved["devices"], saved["processes"], now["devices"], now["processes"])
@@ -276,12 +284,8 @@ class Checkpointer:
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are on disk."""
-    try:
+    with self._disk_full_in_one_line():
       self._manager.wait_until_finished()
-    except Exception as e:
-      if _is_disk_full(e):
-        raise self._disk_full(e) from None
-      raise
 
   def close(self) -> None:
     try:

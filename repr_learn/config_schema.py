@@ -172,7 +172,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.fewshot_seeds = 5            # draws of the few-shot training set per shot count
   c.eval.fewshot_l2_reg = 1024.0      # ridge strength: big_vision's fixed 2^10
   c.eval.rankme_max_examples = 25600  # RankMe/uniformity on at most this many test-split embeddings
-  c.eval.dims = ()                    # also run knn, linear and fewshot on these leading feature dims (Matryoshka sizes)
+  c.eval.dims = ()                    # also run knn, linear, fewshot and rankme on these leading feature dims (Matryoshka sizes)
 
   c.parallel = ml_collections.ConfigDict()
   c.parallel.mode = "jit"           # jit: one program over the global batch (global BatchNorm) | pmap: per-device programs (see repr_learn/parallel.py)

@@ -77,7 +77,7 @@ def _leaves(tree, prefix: str) -> dict:
 def identity_differences(old: dict, new: dict) -> list[str]:
   """'field: old -> new' for each identity field that differs (both compared
   as config.json stores them: tuples are lists there)."""
-  old, new = (json.loads(json.dumps(tree, default=str)) for tree in (old, new))
+  old, new = _as_json(old), _as_json(new)
   diffs = []
   for key in IDENTITY_KEYS:
     a, b = _leaves(_lookup(old, key), key), _leaves(_lookup(new, key), key)
@@ -241,8 +241,8 @@ def keep_trained_numerics(workdir: str, config: ml_collections.ConfigDict
 
 
 def _as_json(value):
-  """Tuples and lists alike, as config.json stores both."""
-  return json.loads(json.dumps(value))
+  """`value` as config.json stores it: tuples as lists, other objects as str."""
+  return json.loads(json.dumps(value, default=str))
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
