@@ -91,6 +91,29 @@ def per_device_step(step, mesh: Mesh):
                        check_vma=False)
 
 
+def local_rows(x: jax.Array, axis_name: str) -> jax.Array:
+  """Inside the per-device step, this device's rows of an array that spans the
+  global batch (drawn whole, identically, on every device): how per-example
+  randomness keys on the global example index, as in the jit mode."""
+  n = x.shape[0] // jax.lax.axis_size(axis_name)
+  return jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index(axis_name) * n, n)
+
+
+def gathered_rows(x: jax.Array, axis_name: str) -> jax.Array:
+  """Inside the per-device step, the global batch's rows of a per-device
+  array, in device order (differentiable: its transpose sums each device's
+  cotangents back onto its own rows)."""
+  return jax.lax.all_gather(x, axis_name, tiled=True)
+
+
+def mirrored_rows(x: jax.Array, axis_name: str) -> jax.Array:
+  """Inside the per-device step, the rows that mirror this device's rows in the
+  global batch (row N - 1 - i for row i, `x[::-1]` of the global array): the
+  mirror device's rows reversed, sent across in one permutation."""
+  n = jax.lax.axis_size(axis_name)
+  return jax.lax.ppermute(x[::-1], axis_name, perm=[(d, n - 1 - d) for d in range(n)])
+
+
 def per_device(fn, mesh: Mesh, num_replicated: int):
   """Runs `fn(*replicated_args, batch)` on each device's shard of `batch`.
 

@@ -90,20 +90,23 @@ def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
   cls = objectives.get_objective_class(config.objective.name)
   # SyncBN of the per-device mode; the jit mode's statistics are global anyway.
   sync_bn = config.parallel.mode == "pmap" and config.parallel.sync_batchnorm
-  network = models.build_network(config.model, image_size=config.augment.crop_size,
-                                 decoder_output_dim=cls.decoder_output_dim(config),
-                                 bn_axis_name=parallel.DATA_AXIS if sync_bn else None,
-                                 matryoshka_dims=tuple(config.objective.matryoshka_dims),
-                                 matryoshka_efficient=config.objective.matryoshka_efficient)
+
+  def network(bn_axis_name):
+    return models.build_network(config.model, image_size=config.augment.crop_size,
+                                decoder_output_dim=cls.decoder_output_dim(config),
+                                bn_axis_name=bn_axis_name,
+                                matryoshka_dims=tuple(config.objective.matryoshka_dims),
+                                matryoshka_efficient=config.objective.matryoshka_efficient)
+
   views = view_recipes.build_views(config.augment)
-  objective = cls(config=config.objective, network=network, views=views,
+  objective = cls(config=config.objective,
+                  network=network(parallel.DATA_AXIS if sync_bn else None),
+                  local_bn_network=network(None) if sync_bn else None, views=views,
                   total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                   num_examples=num_examples, mesh=mesh,
                   per_view_batchnorm=config.model.per_view_batchnorm,
                   pixel_mean=tuple(config.model.pixel_mean),
                   pixel_std=tuple(config.model.pixel_std))
-  if config.parallel.mode == "pmap":
-    objective.per_device(parallel.DATA_AXIS)  # one-line error now, not at the first step
   return objective
 
 

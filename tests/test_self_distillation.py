@@ -222,6 +222,20 @@ def test_dinov2_targets_are_stratified_with_the_official_bound():
   assert np.all(strata >= edges[:-1] - 1 / 256) and np.all(strata <= edges[1:])
 
 
+def test_a_devices_share_of_the_dinov2_crops_fits_its_bound():
+  """The per-device mode packs each device's 16 of 128 crops: any 16 can be
+  the most masked ones, so the bound is the 16 largest per-crop caps."""
+  bound = mask_budgets.dinov2_mask_bound(128, 256, 0.5, (0.1, 0.5), crops_held=16)
+  assert bound == sum(int(256 * p) for p in np.linspace(0.1, 0.5, 65, dtype=np.float32)[-16:])
+  assert bound < 4941
+  for seed in range(20):
+    targets = np.asarray(mask_budgets.dinov2_mask_targets(jax.random.PRNGKey(seed), 128, 256,
+                                                          0.5, (0.1, 0.5)))
+    assert targets.reshape(8, 16).sum(axis=1).max() <= bound
+  worst = np.sort(targets)[-16:]  # the 16 most masked crops on one device
+  assert worst.sum() <= bound
+
+
 def test_ibot_targets_mask_half_the_crops_at_ratios_in_0_1_to_0_5():
   targets = np.asarray(mask_budgets.ibot_mask_targets(jax.random.PRNGKey(1), 4000, 196,
                                                  (0.0, 0.3), (0.0, 0.2))) / 196

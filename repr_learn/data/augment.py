@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from repr_learn import parallel
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -243,8 +245,8 @@ def example_keys(rng, n: int, device_axis: str | None = None):
   every example gets the same key, and so the same view, in both modes."""
   if device_axis is None:
     return jax.random.split(rng, n)
-  keys = jax.random.split(rng, n * jax.lax.axis_size(device_axis))
-  return jax.lax.dynamic_slice_in_dim(keys, jax.lax.axis_index(device_axis) * n, n)
+  return parallel.local_rows(jax.random.split(rng, n * jax.lax.axis_size(device_axis)),
+                             device_axis)
 
 
 def augment_view(rng, images_uint8, cfg: ViewConfig, mean, std,

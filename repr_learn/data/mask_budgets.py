@@ -57,12 +57,15 @@ def _dinov2_ratio_edges(num_crops: int, mask_probability: float,
 
 
 def dinov2_mask_bound(num_crops: int, num_tokens: int, mask_probability: float,
-                      ratio_range: tuple[float, float]) -> int:
+                      ratio_range: tuple[float, float], crops_held: int | None = None) -> int:
   """The static bound on the masked tokens of `dinov2_mask_targets`:
   sum_k int(N * p_k+1), the official `upperbound` (4941 for 128 crops of 256
-  tokens), at least 1."""
+  tokens), at least 1. With `crops_held` (a device's share of the crops in the
+  per-device mode, which can hold any of them): the bound on that many crops,
+  the sum of the `crops_held` largest terms."""
   edges = _dinov2_ratio_edges(num_crops, mask_probability, ratio_range)
-  return max(int(sum(int(num_tokens * float(p)) for p in edges[1:])), 1)
+  caps = sorted((int(num_tokens * float(p)) for p in edges[1:]), reverse=True)
+  return max(sum(caps[:num_crops if crops_held is None else crops_held]), 1)
 
 
 class PackedMask(NamedTuple):

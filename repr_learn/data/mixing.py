@@ -12,7 +12,9 @@ Everything has static shapes: the CutMix box is a mask built with `iota`
 comparisons, and mixup, CutMix and "no mixing" are one formula,
 `w * x + (1 - w) * x[::-1]` with a per-pixel weight `w` (lambda everywhere for
 mixup; 0 in the box and 1 outside for CutMix; 1 everywhere when not mixing),
-so the step compiles once and CutMix copies pixels exactly.
+so the step compiles once and CutMix copies pixels exactly. In the per-device
+mode the images are a device's rows and their mirrors come from the mirror
+device (`mirror`); the targets are the global batch's.
 """
 
 from typing import NamedTuple
@@ -78,20 +80,25 @@ def box_mask(box: jax.Array, height: int, width: int) -> jax.Array:
   return (ys >= box[0]) & (ys < box[1]) & (xs >= box[2]) & (xs < box[3])
 
 
+def _reversed(x: jax.Array) -> jax.Array:
+  return x[::-1]
+
+
 def _blend(images: jax.Array, targets: jax.Array, pixel_weight: jax.Array,
-           lam: jax.Array, used_cutmix: jax.Array) -> Mixed:
+           lam: jax.Array, used_cutmix: jax.Array, mirror=_reversed) -> Mixed:
   """w * x + (1 - w) * x[::-1] with w [H, W] (exact copies where w is 0 or 1)."""
   w = pixel_weight.astype(images.dtype)[None, :, :, None]
-  mixed_images = images * w + images[::-1] * (1 - w)
+  mixed_images = images * w + mirror(images) * (1 - w)
   lam = jnp.asarray(lam, jnp.float32)
   mixed_targets = targets * lam + targets[::-1] * (1.0 - lam)
   return Mixed(mixed_images, mixed_targets, lam, jnp.asarray(used_cutmix, bool))
 
 
-def _check(images: jax.Array, targets: jax.Array) -> None:
+def _check(images: jax.Array, targets: jax.Array, mirror=_reversed) -> None:
   if images.ndim != 4:
     raise ValueError(f"Mixing needs images [N, H, W, C], got shape {images.shape}.")
-  if targets.ndim != 2 or targets.shape[0] != images.shape[0]:
+  rows_differ = mirror is _reversed and targets.shape[0] != images.shape[0]
+  if targets.ndim != 2 or rows_differ:
     raise ValueError(f"Targets must be [N, num_classes] for {images.shape[0]} images, "
                      f"got shape {targets.shape}.")
 
@@ -117,7 +124,8 @@ def cutmix(rng: jax.Array, images: jax.Array, targets: jax.Array, alpha: float) 
 
 
 def mix(rng: jax.Array, images: jax.Array, targets: jax.Array, *, mixup_alpha: float,
-        cutmix_alpha: float, mix_prob: float = 1.0, switch_prob: float = 0.5) -> Mixed:
+        cutmix_alpha: float, mix_prob: float = 1.0, switch_prob: float = 0.5,
+        mirror=_reversed) -> Mixed:
   """timm's `Mixup(mode='batch', correct_lam=True)` on one global batch.
 
   With probability `mix_prob` the batch is mixed, else returned as is (lam 1).
@@ -126,14 +134,18 @@ def mix(rng: jax.Array, images: jax.Array, targets: jax.Array, *, mixup_alpha: f
   (lam ~ Beta(mixup_alpha, mixup_alpha)); with one alpha positive, that one
   always; with both 0, never (the targets stay as given: label smoothing alone).
   The choice is drawn on device; shapes never depend on it.
+
+  `mirror(images)` gives each row's partner (default `x[::-1]`); the
+  per-device step passes `parallel.mirrored_rows`, with this device's images
+  and the global batch's targets.
   """
-  _check(images, targets)
+  _check(images, targets, mirror)
   if mixup_alpha < 0 or cutmix_alpha < 0:
     raise ValueError(f"mixup_alpha={mixup_alpha} and cutmix_alpha={cutmix_alpha} "
                      "must be >= 0 (0 disables one).")
   if (mixup_alpha == 0 and cutmix_alpha == 0) or mix_prob <= 0:
     h, w = images.shape[1:3]
-    return _blend(images, targets, jnp.ones((h, w)), 1.0, False)
+    return _blend(images, targets, jnp.ones((h, w)), 1.0, False, mirror)
   apply_rng, switch_rng, mixup_rng, cutmix_rng = jax.random.split(rng, 4)
   apply = jax.random.uniform(apply_rng) < mix_prob
   if mixup_alpha > 0 and cutmix_alpha > 0:
@@ -152,4 +164,4 @@ def mix(rng: jax.Array, images: jax.Array, targets: jax.Array, *, mixup_alpha: f
   lam = jnp.where(use_cutmix, cutmix_lam, mixup_lam)
   weight = jnp.where(apply, weight, 1.0)
   lam = jnp.where(apply, lam, 1.0)
-  return _blend(images, targets, weight, lam, apply & use_cutmix)
+  return _blend(images, targets, weight, lam, apply & use_cutmix, mirror)

@@ -231,12 +231,17 @@ class ConvDecoder(nn.Module):
 
   @nn.compact
   def __call__(self, tokens, ids_keep, num_patches: int, has_cls: bool = True,
-               train: bool = False):
-    """tokens [N, (1 +) K, D] -> predictions [N, T, output_dim]."""
+               train: bool = False, noise: jax.Array | None = None):
+    """tokens [N, (1 +) K, D] -> predictions [N, T, output_dim]. `noise`: the
+    standard normal draws [N, T, D] for training (the caller's, so that they
+    can key on the global example index); from the 'dropout' rng if None."""
     visible = tokens[:, 1:] if has_cls else tokens
     n, _, d = visible.shape
-    noise = jax.random.normal(self.make_rng("dropout"), (n, num_patches, d), self.dtype) \
-        if train else jnp.zeros((n, num_patches, d), self.dtype)
+    if not train:
+      noise = jnp.zeros((n, num_patches, d), self.dtype)
+    elif noise is None:
+      noise = jax.random.normal(self.make_rng("dropout"), (n, num_patches, d), self.dtype)
+    noise = noise.astype(self.dtype)
     full = (0.01 * noise).at[jnp.arange(n)[:, None], ids_keep].set(visible.astype(self.dtype))
     grid = int(round(num_patches ** 0.5))
     x = full.reshape(n, grid, grid, d)

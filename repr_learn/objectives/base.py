@@ -56,13 +56,17 @@ class Objective:
     mesh: the device mesh, for the few pieces that need per-device semantics.
     device_axis: set only inside the per-device (`pmap` mode) step, where each
       device holds its shard of the batch: every forward pass's outputs are
-      then gathered over this axis, so the loss (and everything after it) sees
-      the global batch exactly as in the jit mode.
+      then gathered over this axis, and whatever else a loss reads per example
+      (pixel targets, masks, mixing partners) goes through `gathered`,
+      `drawn_for_global_batch` and `local_rows`, so the loss (and everything
+      after it) sees the global batch exactly as in the jit mode.
     per_view_batchnorm: one forward pass per view, so BatchNorm normalises each
       view over its own batch, as the official BYOL, SimSiam, Barlow Twins,
       VICReg and MoCo v3 code and every solo-learn recipe do (they call the
       network once per view); otherwise same-size views share one pass.
     pixel_mean, pixel_std: the input normalisation (`config.model.pixel_*`).
+    local_bn_network: under SyncBN (per-device mode), the same network with
+      BatchNorm over each device's examples alone (`with_local_batchnorm`).
   """
   config: ml_collections.ConfigDict
   network: nn.Module
@@ -75,6 +79,7 @@ class Objective:
   per_view_batchnorm: bool = False
   pixel_mean: tuple[float, ...] = augment.IMAGENET_MEAN
   pixel_std: tuple[float, ...] = augment.IMAGENET_STD
+  local_bn_network: nn.Module | None = None
 
   # Subclasses override these class attributes.
   name: ClassVar[str] = "base"
@@ -93,12 +98,6 @@ class Objective:
   # Supervised: trains on the labeled split (`eval_train_split`), not the
   # pretraining split (STL-10's unlabelled images).
   trains_on_labels: ClassVar[bool] = False
-  # The loss sees images only through `apply`/`forward_views` (so gathering
-  # their outputs gives the global batch) and draws no per-example randomness
-  # of its own: it runs unchanged in the per-device (`pmap`) mode. Masked
-  # modeling (pixel targets, per-example masks) and mixup (pairs across the
-  # batch) do not.
-  supports_per_device: ClassVar[bool] = True
   # `extra` leaves whose leading axis is the training set (memory banks,
   # per-example labels). They hold `dataset_rows()` rows, the first
   # `num_examples` real, and the jit mode splits them over the data axis, so a
@@ -135,11 +134,14 @@ class Objective:
 
   def per_device(self, axis_name: str) -> "Objective":
     """This objective as the per-device step runs it (see `device_axis`)."""
-    if not self.supports_per_device:
-      raise ValueError(f"{self.name} cannot run in parallel.mode=pmap (its loss reads "
-                       "pixels or draws per-example randomness on the local shard); "
-                       "use parallel.mode=jit.")
     return dataclasses.replace(self, device_axis=axis_name)
+
+  def with_local_batchnorm(self) -> "Objective":
+    """This objective with BatchNorm over each device's examples alone, for
+    pieces that are per-device by design (MoCo's shuffle-BN key encoder)."""
+    if self.local_bn_network is None:
+      return self
+    return dataclasses.replace(self, network=self.local_bn_network, local_bn_network=None)
 
   @classmethod
   def decoder_output_dim(cls, config: ml_collections.ConfigDict) -> int | None:
@@ -229,17 +231,42 @@ class Objective:
       rngs = {"dropout": rng} if rng is not None else {}
       out, updates = self.network.apply(variables, x, *args, train=True, rngs=rngs,
                                         mutable=["batch_stats"], method=method, **kwargs)
-      return self._global(out), updates.get("batch_stats", batch_stats)
-    return (self._global(self.network.apply(variables, x, *args, train=False, method=method,
-                                            **kwargs)),
+      return self.gathered(out), updates.get("batch_stats", batch_stats)
+    return (self.gathered(self.network.apply(variables, x, *args, train=False, method=method,
+                                             **kwargs)),
             batch_stats)
 
-  def _global(self, outputs):
-    """Outputs of the whole batch: the local shard's, gathered over the device
+  # -- The global batch, in both modes. In the jit mode every array already
+  # spans it; in the per-device mode the images are this device's shard, and
+  # these three give a loss the same values the jit mode computes.
+
+  def gathered(self, tree: PyTree) -> PyTree:
+    """Arrays of the whole batch: the local shard's gathered over the device
     axis in the per-device mode (all_gather is differentiable)."""
     if self.device_axis is None:
-      return outputs
-    return jax.tree.map(lambda a: jax.lax.all_gather(a, self.device_axis, tiled=True), outputs)
+      return tree
+    return jax.tree.map(lambda a: parallel.gathered_rows(a, self.device_axis), tree)
+
+  def local_rows(self, tree: PyTree) -> PyTree:
+    """This device's rows of arrays drawn for the whole batch (per-example
+    masks), so each example gets the same draw in both modes."""
+    if self.device_axis is None:
+      return tree
+    return jax.tree.map(lambda a: parallel.local_rows(a, self.device_axis), tree)
+
+  def drawn_for_global_batch(self, draw: Callable[[int], PyTree], local_size: int
+                             ) -> tuple[PyTree, PyTree]:
+    """(`draw(rows)` for the global batch's rows, this program's rows of it).
+    Per-example randomness (masks) drawn once for the global batch, so the
+    per-device mode gives every example the draw the jit mode gives it."""
+    drawn = draw(self.global_batch_size(local_size))
+    return drawn, self.local_rows(drawn)
+
+  def global_batch_size(self, local_size: int) -> int:
+    """Rows of the global batch, from the rows this program holds."""
+    if self.device_axis is None:
+      return local_size
+    return local_size * jax.lax.axis_size(self.device_axis)
 
   def forward_views(self, params, batch_stats, views, *, method=None, train=True,
                     rng: jax.Array | None = None):

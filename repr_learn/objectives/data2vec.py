@@ -34,7 +34,6 @@ class Data2Vec2(mim.RepresentationTargetObjective):
     del batch
     c = self.config
     images = views[0]
-    n = images.shape[0]
     backbone = self.network.backbone
     grid = backbone.grid(images.shape[1])
     num_patches = grid * grid
@@ -48,13 +47,22 @@ class Data2Vec2(mim.RepresentationTargetObjective):
     target = jax.lax.stop_gradient(masked_losses.data2vec_targets(blocks, c.top_k_blocks))
 
     clones = jnp.repeat(images, c.num_clones, axis=0)
-    mask = masking.inverse_block_mask(mask_rng, n * c.num_clones, grid, num_keep,
-                                      mask_prob=c.mask_ratio,
-                                      mask_prob_adjust=c.mask_prob_adjust, block=c.block_size)
+    # Clone j of example e is row e * num_clones + j, so a device's clones are
+    # its rows of the global batch's clones: its rows of their masks, and of
+    # their keys for the decoder's noise at hidden positions.
+    noise_rng, net_rng = jax.random.split(net_rng)
+    mask, local = self.drawn_for_global_batch(lambda rows: masking.inverse_block_mask(
+        mask_rng, rows * c.num_clones, grid, num_keep, mask_prob=c.mask_ratio,
+        mask_prob_adjust=c.mask_prob_adjust, block=c.block_size), images.shape[0])
+    noise_keys = self.local_rows(jax.random.split(
+        noise_rng, self.global_batch_size(clones.shape[0])))
+    width = teacher["tokens"].shape[-1]
+    noise = jax.vmap(lambda key: jax.random.normal(key, (num_patches, width)))(noise_keys)
 
     def forward(net, x, train):
-      tokens = net.encode(x, ids_keep=mask.ids_keep, train=train)["tokens"]
-      pred = net.decode(tokens, mask.ids_keep, num_patches, net.backbone.has_cls, train=train)
+      tokens = net.encode(x, ids_keep=local.ids_keep, train=train)["tokens"]
+      pred = net.decode(tokens, local.ids_keep, num_patches, net.backbone.has_cls, train=train,
+                        noise=noise)
       return pred, tokens[:, 0]
 
     (pred, cls), _ = self.apply(params, batch_stats, clones, method=forward, rng=net_rng)

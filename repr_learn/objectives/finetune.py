@@ -3,10 +3,13 @@ FINETUNE.md and main_finetune.py), BEiT, SimMIM and solo-learn's `finetune`,
 on an encoder pretrained by any method here (`model.init_from`) or, with the
 same recipe and no `init_from`, from random initialisation (the baseline)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
 
+from repr_learn import parallel
 from repr_learn.data import mixing
 from repr_learn.objectives import base
 
@@ -31,7 +34,6 @@ class Finetune(base.Objective):
   """
 
   name = "finetune"
-  supports_per_device = False  # mixup pairs example i with N-1-i across devices
   pretrained_parts = ("backbone",)
   trains_on_labels = True
   supports_matryoshka = True  # nested classifiers: MRL's own setting
@@ -64,7 +66,8 @@ class Finetune(base.Objective):
     mixed = mixing.mix(mix_rng, views[0], targets,
                        mixup_alpha=self.config.mixup_alpha,
                        cutmix_alpha=self.config.cutmix_alpha,
-                       mix_prob=self.config.mix_prob, switch_prob=self.config.switch_prob)
+                       mix_prob=self.config.mix_prob, switch_prob=self.config.switch_prob,
+                       **self._mirror())
     out, new_stats = self.apply(params, batch_stats, mixed.images,
                                 method=self.network.project, rng=drop_rng)
     logits = out["projection"].astype(jnp.float32)
@@ -81,6 +84,14 @@ class Finetune(base.Objective):
     metrics = {"top1": jax.lax.stop_gradient(top1), "mix_lambda": mixed.lam,
                "cutmix": mixed.used_cutmix.astype(jnp.float32), **nested}
     return loss, base.LossOutput(batch_stats=new_stats, metrics=metrics)
+
+
+  def _mirror(self):
+    """Example i's partner N-1-i lives on the mirror device in the per-device
+    mode (the labels are already global there)."""
+    if self.device_axis is None:
+      return {}
+    return {"mirror": functools.partial(parallel.mirrored_rows, axis_name=self.device_axis)}
 
 
 def classifier_size(network) -> int:

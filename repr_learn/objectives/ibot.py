@@ -8,11 +8,16 @@ The student sees the global crops with some patches replaced by the mask token
 Class tokens are distilled across views as in DINO; the student's masked patch
 tokens are distilled towards the teacher's tokens at the same positions.
 
-Masks are drawn inside the step from its rng (`data.masking`), at static
+Masks are drawn inside the step from its rng (`data.masking`), for the global
+batch's crops (each device of the per-device mode uses its rows), at static
 shapes: iBOT scores every patch token and weights the masked ones (its own
 form); DINOv2 gathers the masked tokens into a buffer of the official static
 bound, with validity weights, so the step compiles once whatever the per-crop
-counts.
+counts. In the per-device mode each device packs its own crops, as the
+official per-GPU collate does, into a buffer that holds any share of the
+global draw (`mask_budgets.dinov2_mask_bound(crops_held=)`), and the buffers
+are gathered: the loss and the centres are sums over the masked tokens, so
+they equal the jit mode's.
 """
 
 from typing import ClassVar
@@ -56,8 +61,6 @@ class IBOT(base.EmaTargetObjective):
               "freeze_last_layer_epochs": 1.0, "cls_loss_weight": 1.0,
               "patch_loss_weight": 1.0, "mask_ratios": (0.0, 0.3),
               "mask_ratio_spreads": (0.0, 0.2), "mask_start_epochs": 0.0}
-  # Masks are drawn over the global batch, inside the loss.
-  supports_per_device = False
   # DINOv2: the masked tokens gathered into a padded buffer, heads run on it.
   packs_masked_tokens: ClassVar[bool] = False
 
@@ -112,22 +115,24 @@ class IBOT(base.EmaTargetObjective):
     global_views, local_views = views[:NUM_GLOBAL_VIEWS], views[NUM_GLOBAL_VIEWS:]
     x = _interleave(global_views)  # row 2n + v: view v of example n
     grid = self.network.backbone.grid(x.shape[1])
-    masked = self.draw_masks(mask_rng, x.shape[0], grid, step)
-    packed = self.pack(masked)
+    masked, local_masked = self.drawn_for_global_batch(
+        lambda crops: self.draw_masks(mask_rng, crops, grid, step), x.shape[0])
+    local_packed = self.pack(local_masked, num_crops=masked.shape[0])
+    packed = self.gathered(local_packed)  # its ids index the local tokens: unused below
 
     def student_fn(net, images, token_mask, train):
       tokens = net.tokens(images, token_mask=token_mask, train=train)
       return {"features": tokens["cls"],
               "scores": net.cls_scores(tokens["cls"], train=train)["scores"],
-              "patch_scores": net.patch_scores(_patches(tokens["patches"], packed),
+              "patch_scores": net.patch_scores(_patches(tokens["patches"], local_packed),
                                                train=train)["scores"]}
 
     def teacher_fn(net, images, train):
       return student_fn(net, images, None, train)
 
     k_global, k_local = jax.random.split(net_rng)
-    student, batch_stats = self.apply(params, batch_stats, x, masked, method=student_fn,
-                                      rng=k_global)
+    student, batch_stats = self.apply(params, batch_stats, x, local_masked,
+                                      method=student_fn, rng=k_global)
     local_outs, batch_stats = self.forward_views(params, batch_stats, local_views,
                                                  method=self.network.project, rng=k_local)
     teacher, _ = self.apply(extra["target_params"], batch_stats, x, method=teacher_fn)
@@ -147,9 +152,9 @@ class IBOT(base.EmaTargetObjective):
 
   # -- The parts iBOT and DINOv2 compute differently. ------------------------
 
-  def pack(self, masked):
+  def pack(self, masked, num_crops: int):
     """iBOT scores every patch token: nothing to pack."""
-    del masked
+    del masked, num_crops
     return None
 
   def teacher_targets(self, teacher, extra, packed, step):
@@ -225,11 +230,12 @@ class DINOv2(IBOT):
     return masking.block_mask_up_to(k_blocks, targets, grid, grid, min_block_tokens=4,
                                     max_block_tokens=int(0.5 * grid * grid))
 
-  def pack(self, masked):
+  def pack(self, masked, num_crops: int):
+    """`masked`: this program's crops of the `num_crops` global crops."""
     c = self.config
-    num_crops, num_tokens = masked.shape
+    crops_held, num_tokens = masked.shape
     return mask_budgets.pack_masked(masked, mask_budgets.dinov2_mask_bound(
-        num_crops, num_tokens, c.mask_probability, tuple(c.mask_ratio_range)))
+        num_crops, num_tokens, c.mask_probability, tuple(c.mask_ratio_range), crops_held))
 
   def teacher_targets(self, teacher, extra, packed, step):
     if self.config.centering == "softmax":

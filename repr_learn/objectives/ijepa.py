@@ -43,7 +43,8 @@ class IJEPA(mim.RepresentationTargetObjective):
     backbone = self.network.backbone
     grid = backbone.grid(images.shape[1])
     mask_rng, net_rng = self.split_rng(rng)
-    masks = self.sample_masks(mask_rng, images.shape[0], grid)
+    masks, local = self.drawn_for_global_batch(
+        lambda rows: self.sample_masks(mask_rng, rows, grid), images.shape[0])
 
     teacher, _ = self.apply(extra["target_params"], batch_stats, images, train=False,
                             method=self.network.encode)
@@ -54,12 +55,12 @@ class IJEPA(mim.RepresentationTargetObjective):
     target = jax.lax.stop_gradient(target.reshape(n, b, lt, -1))
 
     def forward(net, x, train):
-      context = net.encode(x, ids_keep=masks.context_ids, key_mask=masks.context_valid,
+      context = net.encode(x, ids_keep=local.context_ids, key_mask=local.context_valid,
                            train=train)["tokens"]
       if net.backbone.has_cls:
         context = context[:, 1:]
-      return net.decode(context, masks.context_ids, masks.context_valid, masks.target_ids,
-                        masks.target_valid, grid * grid, train=train)
+      return net.decode(context, local.context_ids, local.context_valid, local.target_ids,
+                        local.target_valid, grid * grid, train=train)
 
     pred, _ = self.apply(params, batch_stats, images, method=forward, rng=net_rng)
     valid = jnp.broadcast_to(masks.target_valid[..., None], pred.shape)

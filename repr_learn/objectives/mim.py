@@ -8,8 +8,10 @@ The three differ in where the mask acts and what is predicted:
             layer predicts the pixels; L1 on the hidden pixels.
   MaskFeat  a mask token replaces 40% of the patches, in blocks; LayerNorm +
             linear predict each hidden patch's HOG descriptor; MSE.
-Masks are drawn inside the step from its rng; the loss is reduced over the
-global batch (masked tokens only).
+Masks are drawn inside the step from its rng, for the global batch (each
+device of the per-device mode encodes its rows of them, and the pixel targets
+come from the gathered images); the loss is reduced over the global batch
+(masked tokens only).
 """
 
 from typing import ClassVar
@@ -31,7 +33,6 @@ class MaskedModelingObjective(base.Objective):
   name = "masked_modeling"
   # Has `reconstruct` (pixel targets): the reconstructions protocol draws it.
   reconstructs: ClassVar[bool] = False
-  supports_per_device = False  # targets from the pixels, masks per example
   matryoshka_refusal = ("its loss predicts hidden tokens (pixels or features per patch), not "
                         "an embedding of the pooled features")
 
@@ -109,12 +110,13 @@ class MAE(PixelObjective):
   def predict(self, params, batch_stats, images, rng, *, train=True):
     mask_rng, net_rng = self.split_rng(rng)
     num_patches = self.grid(images) ** 2
-    mask = masking.random_mask(mask_rng, images.shape[0], num_patches,
-                               masking.num_masked(num_patches, self.config.mask_ratio))
+    mask, local = self.drawn_for_global_batch(lambda rows: masking.random_mask(
+        mask_rng, rows, num_patches, masking.num_masked(num_patches, self.config.mask_ratio)),
+        images.shape[0])
 
     def forward(net, x, train):
-      tokens = net.encode(x, ids_keep=mask.ids_keep, train=train)["tokens"]
-      return net.decode(tokens, mask.ids_keep, num_patches, net.backbone.has_cls, train=train)
+      tokens = net.encode(x, ids_keep=local.ids_keep, train=train)["tokens"]
+      return net.decode(tokens, local.ids_keep, num_patches, net.backbone.has_cls, train=train)
 
     pred, _ = self.apply(params, batch_stats, images, method=forward, train=train, rng=net_rng)
     return {"pixels": pred, "masked": mask.masked, "normalized": self.config.norm_pix_loss}
@@ -123,7 +125,7 @@ class MAE(PixelObjective):
     del extra, batch, step
     images = views[0]
     out = self.predict(params, batch_stats, images, rng)
-    target = masked_losses.patchify(images, self.patch_size)
+    target = masked_losses.patchify(self.gathered(images), self.patch_size)
     if self.config.norm_pix_loss:
       target = masked_losses.normalized_pixel_targets(target)
     loss = masked_losses.mae_loss(out["pixels"], target, out["masked"])
@@ -148,11 +150,12 @@ class SimMIM(PixelObjective):
   def predict(self, params, batch_stats, images, rng, *, train=True):
     mask_rng, net_rng = self.split_rng(rng)
     grid, cell = self.grid(images), self._cell()
-    mask = masking.cell_mask(mask_rng, images.shape[0], grid, cell,
-                             masking.simmim_num_masked_cells(grid, cell, self.config.mask_ratio))
+    mask, local = self.drawn_for_global_batch(lambda rows: masking.cell_mask(
+        mask_rng, rows, grid, cell,
+        masking.simmim_num_masked_cells(grid, cell, self.config.mask_ratio)), images.shape[0])
 
     def forward(net, x, train):
-      tokens = net.encode(x, token_mask=mask.masked, train=train)["tokens"]
+      tokens = net.encode(x, token_mask=local.masked, train=train)["tokens"]
       return net.decode(tokens[:, 1:] if net.backbone.has_cls else tokens, train=train)
 
     pred, _ = self.apply(params, batch_stats, images, method=forward, train=train, rng=net_rng)
@@ -165,7 +168,7 @@ class SimMIM(PixelObjective):
     p = self.patch_size
     predicted = masked_losses.unpatchify(out["pixels"], p)
     pixel_mask = masked_losses.token_mask_to_pixels(out["masked"], p)
-    loss = masked_losses.simmim_loss(predicted, images, pixel_mask)
+    loss = masked_losses.simmim_loss(predicted, self.gathered(images), pixel_mask)
     return loss, base.LossOutput(batch_stats=batch_stats,
                                  metrics={"masked_fraction": jnp.mean(out["masked"])})
 
@@ -191,16 +194,17 @@ class MaskFeat(MaskedModelingObjective):
     images = views[0]
     mask_rng, net_rng = self.split_rng(rng)
     grid = self.grid(images)
-    mask = masking.block_mask(mask_rng, images.shape[0], grid, grid,
-                              masking.maskfeat_num_masked(grid * grid, self.config.mask_ratio))
+    mask, local = self.drawn_for_global_batch(lambda rows: masking.block_mask(
+        mask_rng, rows, grid, grid,
+        masking.maskfeat_num_masked(grid * grid, self.config.mask_ratio)), images.shape[0])
 
     def forward(net, x, train):
-      tokens = net.encode(x, token_mask=mask.masked, train=train)["tokens"]
+      tokens = net.encode(x, token_mask=local.masked, train=train)["tokens"]
       return net.decode(tokens[:, 1:] if net.backbone.has_cls else tokens, train=train)
 
     pred, _ = self.apply(params, batch_stats, images, method=forward, rng=net_rng)
-    target = masked_losses.hog_targets(images, self.patch_size, cell=self.config.hog_cell,
-                                       bins=self.config.hog_bins)
+    target = masked_losses.hog_targets(self.gathered(images), self.patch_size,
+                                       cell=self.config.hog_cell, bins=self.config.hog_bins)
     loss = masked_losses.mae_loss(pred, jax.lax.stop_gradient(target), mask.masked)
     return loss, base.LossOutput(batch_stats=batch_stats,
                                  metrics={"masked_fraction": jnp.mean(mask.masked)})

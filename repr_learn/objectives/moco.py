@@ -14,8 +14,11 @@ class MoCoV2(base.Objective):
   """Query encoder vs momentum key encoder, negatives from a FIFO queue.
 
   Shuffle-BN: keys are permuted across the global batch, encoded with per-device
-  BatchNorm (`parallel.per_device`), and un-permuted, so a query and its key
-  never share BatchNorm statistics (He et al. 2020, sec. 3.3).
+  BatchNorm (`parallel.per_device` in the jit mode; in the per-device mode,
+  each device encodes its rows of the gathered, permuted batch, with BatchNorm
+  local even under SyncBN), and un-permuted, so a query and its key never
+  share BatchNorm statistics (He et al. 2020, sec. 3.3; `_batch_shuffle_ddp`
+  in facebookresearch/moco `moco/builder.py` gathers the images likewise).
 
   `symmetric` is solo-learn's MoCo v2+ (solo/methods/mocov2plus.py): both views
   are queries, each against the other's key and a queue of that view's past
@@ -46,14 +49,6 @@ class MoCoV2(base.Objective):
             "queue": jnp.stack(queues) if self.config.symmetric else queues[0],
             "queue_ptr": jnp.zeros((), jnp.int32)}
 
-  def per_device(self, axis_name):
-    if self.config.shuffle_bn:
-      raise ValueError("moco_v2's shuffle_bn permutes the batch across devices, which "
-                       "parallel.mode=pmap cannot; set --config.objective.shuffle_bn=False "
-                       "(per-device BatchNorm already keeps each key encoder's statistics "
-                       "local) or use parallel.mode=jit.")
-    return super().per_device(axis_name)
-
   def momentum(self, step):
     if self.config.momentum_schedule == "cosine":
       return memory.cosine_momentum(step, self.total_steps, self.config.momentum,
@@ -67,8 +62,15 @@ class MoCoV2(base.Objective):
 
     if not (self.config.shuffle_bn and self.mesh is not None):
       return jax.lax.stop_gradient(encode(target_params, batch_stats, x))
-    perm = jax.random.permutation(rng, x.shape[0])
-    keys = parallel.per_device(encode, self.mesh, 2)(target_params, batch_stats, x[perm])
+    perm = jax.random.permutation(rng, self.global_batch_size(x.shape[0]))
+    shuffled = self.gathered(x)[perm]
+    if self.device_axis is None:
+      keys = parallel.per_device(encode, self.mesh, 2)(target_params, batch_stats, shuffled)
+    else:  # `apply` gathers the devices' keys.
+      keys, _ = self.with_local_batchnorm().apply(target_params, batch_stats,
+                                                  self.local_rows(shuffled),
+                                                  method=self.network.project)
+      keys = keys["projection"]
     return jax.lax.stop_gradient(keys[jnp.argsort(perm)])
 
   def loss(self, params, batch_stats, extra, views, batch, rng, step):
