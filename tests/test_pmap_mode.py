@@ -40,19 +40,21 @@ def _assert_close(a, b, rtol=1e-4, atol=1e-6):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
 
 
-# Every family: contrastive with labels gathered across devices (SupCon);
-# MoCo v2's shuffle-BN (a cross-device permutation with per-device key
-# statistics, local even under SyncBN); pixel and feature targets with masks
-# drawn for the global batch (MAE, SimMIM, MaskFeat), cloned examples and the
-# decoder's noise (data2vec 2.0), multi-block masks (I-JEPA); multi-crop
-# self-distillation with teacher centres and masked patch tokens, scored in
-# place (iBOT) or packed per device into gathered buffers (DINOv2, whose
-# class-token loss is DINO's); fine-tuning's mixup, whose partners live on the
-# mirror device. SGD, so that the update is linear in the gradient: Adam's
-# first step turns the float noise of a gradient that is zero in exact
-# arithmetic (attention's key bias) into a full step of either sign.
-@pytest.mark.parametrize("method", ["supcon", "moco_v2", "mae", "simmim", "maskfeat",
-                                    "data2vec2", "ijepa", "ibot", "dinov2", "finetune"])
+# Every family and every per-device path: contrastive with labels gathered
+# across devices (SupCon); MoCo v2's shuffle-BN (a cross-device permutation with
+# per-device key statistics, local even under SyncBN); masks drawn for the
+# global batch with the encoder's ids (MAE) or a mask token and gathered
+# images for the HOG target (MaskFeat; SimMIM's pixel target takes the same
+# path), cloned examples and the decoder's noise (data2vec 2.0), multi-block
+# masks (I-JEPA); multi-crop self-distillation with teacher centres and masked
+# patch tokens packed per device into gathered buffers (DINOv2, whose
+# class-token loss is DINO's; iBOT scores the tokens in place, with the same
+# masks); fine-tuning's mixup, whose partners live on the mirror device. SGD,
+# so that the update is linear in the gradient: Adam's first step turns the
+# float noise of a gradient that is zero in exact arithmetic (attention's key
+# bias) into a full step of either sign.
+@pytest.mark.parametrize("method", ["supcon", "moco_v2", "mae", "maskfeat", "data2vec2",
+                                    "ijepa", "dinov2", "finetune"])
 def test_pmap_with_syncbn_equals_the_jit_mode(method):
   sgd = {"optimizer.name": "sgd"}
   _, _, _, jit_state, jit_metrics = _one_step(_config(method, **sgd))
