@@ -17,17 +17,23 @@ network reads, which depend on the cluster, are not part of the figures.
 
 Measured:
   stages, one core   decode alone, decode + resize (the TFDS path), and the
-                     same for JPEGs stored pre-resized to a 256-px shorter side
-  grain              `pipeline.make_train_iterator` over an in-memory source
-                     that decodes and resizes like `TfdsSource`, with 0 (threads
-                     only), 1, 2, ... worker processes (`data.worker_count`)
+                     resized copy (`data.storage='resized'`: `prepare --resized`
+                     writes it with `resized_store.write_split`, here into a
+                     temporary folder; `ResizedSource` decodes and pads)
+  fidelity           mean |difference| between the resized copy's images and
+                     the TFDS path's (one more JPEG generation)
+  grain              `pipeline.make_train_iterator` over both sources, with 0
+                     (threads only), 1, 2, ... worker processes
+                     (`data.worker_count`)
 Then, for each GPU goal (images/s per GPU), the cores per GPU the one-core
-rate implies. Prints a table and appends one JSON line to `--out`.
+rates imply. Prints a table and appends one JSON line to `--out`.
 """
 
+import glob
 import io
 import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -42,6 +48,7 @@ import throughput  # puts the repository root on sys.path
 
 from repr_learn.data import catalog
 from repr_learn.data import pipeline
+from repr_learn.data import resized_store
 from repr_learn.data import resizing
 
 # images/s per GPU the issue sets for one H100 (SimCLR R50, MAE ViT-B/16, DINO ViT-S/16).
@@ -98,10 +105,10 @@ def per_core_rate(fn, items: list[bytes], repeats: int) -> float:
   return repeats * len(items) / (time.perf_counter() - start)
 
 
-def grain_rate(jpegs: list[bytes], *, workers: int, batch_size: int, batches: int) -> float:
-  """Images/s of the training iterator over `jpegs` after its first batch."""
+def grain_rate(source, *, workers: int, batch_size: int, batches: int) -> float:
+  """Images/s of the training iterator over `source` after its first batch."""
   iterator = pipeline.make_train_iterator(
-      JpegSource(jpegs), global_batch_size=batch_size, process_index=0, process_count=1,
+      source, global_batch_size=batch_size, process_index=0, process_count=1,
       seed=0, worker_count=workers)
   next(iterator)
   start = time.perf_counter()
@@ -111,34 +118,44 @@ def grain_rate(jpegs: list[bytes], *, workers: int, batch_size: int, batches: in
 
 
 def measure(*, num_images: int, height: int, width: int, repeats: int, workers: list[int],
-            batch_size: int, batches: int) -> dict[str, Any]:
+            batch_size: int, batches: int, quality: int) -> dict[str, Any]:
   rng = np.random.default_rng(0)
-  originals = [photo_like(rng, height, width) for _ in range(num_images)]
-  jpegs = [encode_jpeg(x) for x in originals]
-  scale = IMAGENET.image_size / min(height, width)
-  small = (round(height * scale), round(width * scale))
-  pre_resized = [encode_jpeg(np.asarray(Image.fromarray(x).resize(small[::-1], Image.BICUBIC)))
-                 for x in originals]
-  stages = {
-      "decode": per_core_rate(decode, jpegs, repeats),
-      "decode_resize": per_core_rate(decode_and_resize, jpegs, repeats),
-      "pre_resized_decode_crop": per_core_rate(decode_and_resize, pre_resized, repeats),
-  }
-  grain = {w: grain_rate(jpegs, workers=w, batch_size=batch_size, batches=batches)
-           for w in workers}
+  jpegs = [encode_jpeg(photo_like(rng, height, width)) for _ in range(num_images)]
+  with tempfile.TemporaryDirectory() as tmp:
+    # The resized copy as `prepare --resized` writes it (from the decoded
+    # originals, as TFDS gives them), read by the trainer's own source.
+    raw = [{"image": decode(j), "label": 0} for j in jpegs]
+    folder = resized_store.write_split(lambda: raw, len(raw), IMAGENET, "train", tmp, shards=1,
+                                       quality=quality)
+    stored = resized_store.open_split(IMAGENET, "train", tmp, "")
+    record_kb = os.path.getsize(glob.glob(os.path.join(folder, "train.array_record-*"))[0]) / 1024
+    stages = {
+        "decode": per_core_rate(decode, jpegs, repeats),
+        "decode_resize": per_core_rate(decode_and_resize, jpegs, repeats),
+        "resized_store_read": per_core_rate(stored.__getitem__, range(len(stored)), repeats),
+    }
+    differences = []
+    for i, jpeg in enumerate(jpegs):
+      canvas, (h, w) = decode_and_resize(jpeg)
+      differences.append(np.abs(stored[i]["image"][:h, :w].astype(int) - canvas[:h, :w]).mean())
+    grain = {f"{name} {w} workers": grain_rate(source, workers=w, batch_size=batch_size,
+                                               batches=batches)
+             for name, source in (("tfds", JpegSource(jpegs)), ("resized", stored))
+             for w in workers}
+    stored_image = stored[0]["image_hw"].tolist()
   cores = {goal: {"original": rate / stages["decode_resize"],
-                  "pre_resized": rate / stages["pre_resized_decode_crop"]}
+                  "resized": rate / stages["resized_store_read"]}
            for goal, rate in GPU_GOALS.items()}
   machine, versions = throughput.machine_info()
   import PIL
   versions["pillow"] = PIL.__version__
-  return {"image": [height, width], "num_images": num_images,
+  return {"image": [height, width], "num_images": num_images, "jpeg_quality": quality,
           "jpeg_kb": {"original": float(np.mean([len(j) for j in jpegs]) / 1024),
-                      "pre_resized": float(np.mean([len(j) for j in pre_resized]) / 1024)},
-          "pre_resized_image": list(small), "per_core_images_per_sec": stages,
-          "grain_images_per_sec": {str(k): v for k, v in grain.items()},
-          "grain_batch_size": batch_size, "cores_per_gpu_at_goal": cores,
-          "machine": machine, "versions": versions}
+                      "resized_store": float(record_kb / num_images)},
+          "resized_image": stored_image, "per_core_images_per_sec": stages,
+          "resized_mean_abs_difference": float(np.mean(differences)),
+          "grain_images_per_sec": grain, "grain_batch_size": batch_size,
+          "cores_per_gpu_at_goal": cores, "machine": machine, "versions": versions}
 
 
 def summary(r: dict[str, Any]) -> str:
@@ -146,16 +163,19 @@ def summary(r: dict[str, Any]) -> str:
   h, w = r["image"]
   lines = [
       f"{r['num_images']} generated JPEGs of {w}x{h} ({r['jpeg_kb']['original']:.0f} KB; "
-      f"pre-resized {r['pre_resized_image'][1]}x{r['pre_resized_image'][0]}, "
-      f"{r['jpeg_kb']['pre_resized']:.0f} KB) -> {IMAGENET.image_size}px stored images",
-      f"One core: decode {s['decode']:.0f} images/s, decode + resize {s['decode_resize']:.0f}, "
-      f"pre-resized decode + crop {s['pre_resized_decode_crop']:.0f}",
+      f"resized copy {r['resized_image'][1]}x{r['resized_image'][0]} at quality "
+      f"{r['jpeg_quality']}, {r['jpeg_kb']['resized_store']:.0f} KB) -> "
+      f"{IMAGENET.image_size}px stored images",
+      f"One core: decode {s['decode']:.0f} images/s, decode + resize (the TFDS path) "
+      f"{s['decode_resize']:.0f}, the resized copy (decode + pad) {s['resized_store_read']:.0f}",
+      f"Resized copy against the TFDS path's image: mean |difference| "
+      f"{r['resized_mean_abs_difference']:.2f} of 255",
       "grain (batch {}): ".format(r["grain_batch_size"]) + ", ".join(
-          f"{k} workers {v:.0f} images/s" for k, v in r["grain_images_per_sec"].items()),
+          f"{k} {v:.0f} images/s" for k, v in r["grain_images_per_sec"].items()),
   ]
   for goal, c in r["cores_per_gpu_at_goal"].items():
     lines.append(f"At {GPU_GOALS[goal]:,} images/s per GPU ({goal}): {c['original']:.1f} "
-                 f"cores per GPU from original JPEGs, {c['pre_resized']:.1f} pre-resized")
+                 f"cores per GPU from original JPEGs, {c['resized']:.1f} from the resized copy")
   lines.append(f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable of {m['cpu_count']} "
                f"CPUs; load average {', '.join(f'{x:.2f}' for x in m['load_average'] or [])}")
   lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()))
@@ -172,6 +192,8 @@ def main() -> None:
   workers = flags.DEFINE_list("workers", ["0", "1", "2"], "grain worker processes to try.")
   batch_size = flags.DEFINE_integer("batch_size", 32, "Batch of the grain iterator.")
   batches = flags.DEFINE_integer("batches", 12, "Timed batches per grain setting.")
+  quality = flags.DEFINE_integer("jpeg_quality", resized_store.DEFAULT_QUALITY,
+                                 "JPEG quality of the resized copy.")
   out = flags.DEFINE_string("out", "benchmarks/input_pipeline.jsonl", "JSON lines to append to.")
 
   def run(argv):
@@ -179,7 +201,7 @@ def main() -> None:
     width, height = (int(x) for x in size.value.lower().split("x"))
     r = measure(num_images=num_images.value, height=height, width=width,
                 repeats=repeats.value, workers=[int(w) for w in workers.value],
-                batch_size=batch_size.value, batches=batches.value)
+                batch_size=batch_size.value, batches=batches.value, quality=quality.value)
     print(summary(r))
     throughput.append_record(out.value, r)
 

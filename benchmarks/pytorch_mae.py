@@ -1,4 +1,4 @@
-"""An MAE train step in eager PyTorch on synthetic data: the ViT reference that
+"""An MAE train step in PyTorch on synthetic data: the ViT reference that
 repr_learn's jitted MAE step is timed against (`benchmarks/side_by_side.py`).
 
   python benchmarks/pytorch_mae.py --device=cuda --dtype=bfloat16 --batch_size=256
@@ -32,7 +32,6 @@ from timm.models import vision_transformer
 from torch import nn
 
 import pytorch_reference
-import stats
 
 
 def sincos_positions(width: int, grid: int) -> torch.Tensor:
@@ -128,8 +127,8 @@ def measure(batch_size: int, image_size: int, steps: int, warmup: int,
             threads: int | None = None, *, crop_size: int | None = None,
             model: dict[str, Any] | None = None, lr: float | None = None,
             weight_decay: float = 0.05, betas: tuple[float, float] = (0.9, 0.95),
-            device: str = "cpu", dtype: str = "float32", seed: int = 0,
-            **unused) -> dict[str, Any]:
+            device: str = "cpu", dtype: str = "float32", compile_mode: str = "",
+            seed: int = 0, **unused) -> dict[str, Any]:
   """Times `steps` MAE steps after `warmup` untimed ones on one batch of noise
   images at `crop_size`; the same keys as `pytorch_reference.measure`.
   `model` holds `MaskedAutoencoder`'s size arguments."""
@@ -143,6 +142,7 @@ def measure(batch_size: int, image_size: int, steps: int, warmup: int,
   lr = 1.5e-4 * batch_size / 256 if lr is None else lr
   net = MaskedAutoencoder(image_size=crop_size, **(model or {})).to(device).train()
   opt = make_optimizer(net, lr, weight_decay, betas)
+  net_fn = pytorch_reference.compiled(net, compile_mode)
   mean = torch.tensor(pytorch_reference.IMAGENET_MEAN, device=device)[:, None, None]
   std = torch.tensor(pytorch_reference.IMAGENET_STD, device=device)[:, None, None]
   views = (torch.rand(batch_size, 3, crop_size, crop_size, device=device) - mean) / std
@@ -151,27 +151,19 @@ def measure(batch_size: int, image_size: int, steps: int, warmup: int,
   for i in range(warmup + steps):
     start = time.perf_counter()
     with pytorch_reference.autocast(device, dtype):
-      loss = net(views)
+      loss = net_fn(views)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     losses.append(loss.item())  # waits for the device
     if i >= warmup:
       times.append(time.perf_counter() - start)
-  return {
-      "config": {"method": "mae", "batch_size": batch_size, "image_size": image_size,
-                 "crop_size": crop_size, "model": dict(model or {}), "optimizer": "adamw",
-                 "lr": lr, "weight_decay": weight_decay, "augment": False,
-                 "online_probe": False, "device": str(device), "dtype": dtype,
-                 "memory_format": "NCHW", "mode": "eager"},
-      "steps": steps, "warmup": warmup, "threads": threads,
-      "interop_threads": torch.get_num_interop_threads(),
-      "num_params": sum(p.numel() for p in net.parameters()),
-      "step_time_s": stats.spread(times),
-      "images_per_sec": stats.spread([batch_size / t for t in times]),
-      "augment_time_s": stats.spread([0.0] * len(times)), "per_step_s": times,
-      "losses": losses, "final_loss": losses[-1], "versions": pytorch_reference.versions(),
-  }
+  config = pytorch_reference.fixed_views_config(
+      "mae", batch_size=batch_size, device=device, dtype=dtype, compile_mode=compile_mode,
+      image_size=image_size, crop_size=crop_size, model=dict(model or {}), lr=lr,
+      weight_decay=weight_decay)
+  return pytorch_reference.timed_result(config, net, steps=steps, warmup=warmup,
+                                        threads=threads, times=times, losses=losses)
 
 
 def main() -> None:
@@ -180,20 +172,13 @@ def main() -> None:
 
   batch_size = flags.DEFINE_integer("batch_size", 64, "Images per step.")
   image_size = flags.DEFINE_integer("image_size", 224, "Image side.")
-  steps = flags.DEFINE_integer("steps", 10, "Timed steps.")
-  warmup = flags.DEFINE_integer("warmup", 2, "Untimed steps before them.")
-  device = flags.DEFINE_string("device", "cpu", "torch device: cpu | cuda.")
-  dtype = flags.DEFINE_enum("dtype", "float32", pytorch_reference.DTYPES, "bfloat16: autocast.")
+  run_flags = pytorch_reference.define_run_flags(steps=10, warmup=2)
 
   def run(argv):
     del argv
-    r = measure(batch_size.value, image_size.value, steps.value, warmup.value,
-                device=device.value, dtype=dtype.value)
-    ips, st = r["images_per_sec"], r["step_time_s"]
-    print(f"PyTorch MAE ViT-B/16 ({r['num_params']:,} params, eager {dtype.value} on "
-          f"{device.value}), batch {batch_size.value}: images/s median {ips['median']:.4g} "
-          f"(min {ips['min']:.4g}, max {ips['max']:.4g}); step {st['median'] * 1e3:.1f} ms; "
-          f"losses {', '.join(f'{x:.4f}' for x in r['losses'])}")
+    r = measure(batch_size.value, image_size.value,
+                **{k: f.value for k, f in run_flags.items()})
+    print(pytorch_reference.one_line("MAE ViT-B/16", r))
 
   app.run(run)
 

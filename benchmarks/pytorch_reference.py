@@ -1,11 +1,13 @@
-"""A SimCLR train step in eager PyTorch on synthetic data: the reference that
+"""A SimCLR train step in PyTorch on synthetic data: the reference that
 repr_learn's jitted step is timed against (`benchmarks/side_by_side.py`).
 
   python benchmarks/pytorch_reference.py --batch_size=64 --steps=10 --warmup=2
+  python benchmarks/pytorch_reference.py --compile_mode=max-autotune
 
 Written as the field's users write it, so the comparison is with common
-practice rather than with a tuned PyTorch program: eager mode (no
-torch.compile), NCHW float32 on the CPU, torchvision's `resnet18` (or
+practice rather than with a tuned PyTorch program: eager mode by default
+(`--compile_mode` wraps the network in `torch.compile`, the optimizer stays
+eager), NCHW float32 on the CPU, torchvision's `resnet18` (or
 `resnet50`) with the CIFAR stem (3x3 stride-1 conv1, no max-pool, fc removed;
 `--stem=imagenet` keeps torchvision's own) and `zero_init_residual` as
 repr_learn's ResNet, a projector Linear(no bias)
@@ -209,6 +211,19 @@ def autocast(device: torch.device, dtype: str):
   return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
 
 
+COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune")
+COMPILE_HELP = ("torch.compile mode of the network ('': eager; default, reduce-overhead, "
+                "max-autotune); the warm-up's first step compiles.")
+
+
+def compiled(module: nn.Module, mode: str):
+  """`module` itself (eager) or `torch.compile(module, mode=mode)`, as users
+  compile a model: forward and backward graphs, the optimizer step eager."""
+  if mode not in COMPILE_MODES:
+    raise ValueError(f"Unknown compile mode {mode!r}; choose one of {COMPILE_MODES}.")
+  return torch.compile(module, mode=mode) if mode else module
+
+
 def set_threads(threads: int | None) -> int:
   """Intra-op threads: `threads`, else every CPU this process may run on (as
   XLA's CPU client uses)."""
@@ -233,7 +248,7 @@ def measure(batch_size: int, image_size: int, steps: int, warmup: int,
             min_scale: float = 0.08, color_strength: float = 0.5, augment: bool = True,
             online_probe: bool = False, num_classes: int = 10, device: str = "cpu",
             dtype: str = "float32", channels_last: bool = False,
-            seed: int = 0) -> dict[str, Any]:
+            compile_mode: str = "", seed: int = 0) -> dict[str, Any]:
   """Times `steps` SimCLR steps after `warmup` untimed ones on one batch of
   uint8 noise at `image_size`, cropped to `crop_size` (default `image_size`).
 
@@ -252,6 +267,7 @@ def measure(batch_size: int, image_size: int, steps: int, warmup: int,
   model = SimCLRNet(arch, hidden_dim, output_dim, last_bn, stem).to(
       device, memory_format=memory_format).train()
   opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
+  model_fn = compiled(model, compile_mode)
   probe = OnlineProbe(model, num_classes) if online_probe else None
   images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8,
                          device=device)
@@ -265,33 +281,73 @@ def measure(batch_size: int, image_size: int, steps: int, warmup: int,
     start = time.perf_counter()
     views = draw_views() if augment else fixed_views
     augmented = time.perf_counter()
-    losses.append(train_step(model, opt, views, temperature, dtype))
+    losses.append(train_step(model_fn, opt, views, temperature, dtype))
     if probe is not None:
       probe.step(views[:batch_size], labels)
     if i >= warmup:
       times.append(time.perf_counter() - start)
       augment_times.append(augmented - start)
+  config = {"arch": arch, "stem": stem, "batch_size": batch_size,
+            "image_size": image_size, "crop_size": crop_size, "hidden_dim": hidden_dim,
+            "output_dim": output_dim, "last_bn": last_bn, "temperature": temperature,
+            "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
+            "augment": augment, "online_probe": online_probe, "device": str(device),
+            "dtype": dtype, "memory_format": "NHWC" if channels_last else "NCHW",
+            "mode": compile_mode or "eager"}
+  return timed_result(config, model, steps=steps, warmup=warmup, threads=threads,
+                      times=times, losses=losses, augment_times=augment_times)
+
+
+def fixed_views_config(method: str, *, batch_size: int, device, dtype: str, compile_mode: str,
+                       **settings) -> dict[str, Any]:
+  """`timed_result`'s config for a reference whose views are drawn once
+  (MAE, DINO: AdamW, no augmentation or probe in the timed step)."""
+  return {"method": method, "batch_size": batch_size, "optimizer": "adamw", **settings,
+          "augment": False, "online_probe": False, "device": str(device), "dtype": dtype,
+          "memory_format": "NCHW", "mode": compile_mode or "eager"}
+
+
+def timed_result(config: dict[str, Any], model: nn.Module, *, steps: int, warmup: int,
+                 threads: int, times: list[float], losses: list[float],
+                 augment_times: list[float] | None = None) -> dict[str, Any]:
+  """The record every reference's `measure` returns (`side_by_side` reads it)."""
+  batch_size = config["batch_size"]
   return {
-      "config": {"arch": arch, "stem": stem, "batch_size": batch_size,
-                 "image_size": image_size, "crop_size": crop_size, "hidden_dim": hidden_dim,
-                 "output_dim": output_dim, "last_bn": last_bn, "temperature": temperature,
-                 "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
-                 "augment": augment, "online_probe": online_probe, "device": str(device),
-                 "dtype": dtype, "memory_format": "NHWC" if channels_last else "NCHW",
-                 "mode": "eager"},
-      "steps": steps, "warmup": warmup, "threads": threads,
+      "config": config, "steps": steps, "warmup": warmup, "threads": threads,
       "interop_threads": torch.get_num_interop_threads(),
       "num_params": sum(p.numel() for p in model.parameters()),
-      "step_time_s": stats.spread(times), "images_per_sec": stats.spread([batch_size / t for t in times]),
-      "augment_time_s": stats.spread(augment_times), "per_step_s": times, "losses": losses,
-      "final_loss": losses[-1], "versions": versions(),
+      "step_time_s": stats.spread(times),
+      "images_per_sec": stats.spread([batch_size / t for t in times]),
+      "augment_time_s": stats.spread(augment_times or [0.0] * len(times)),
+      "per_step_s": times, "losses": losses, "final_loss": losses[-1], "versions": versions(),
   }
+
+
+def define_run_flags(*, steps: int, warmup: int) -> dict[str, Any]:
+  """The command-line flags every reference's `main` shares."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  return {
+      "steps": flags.DEFINE_integer("steps", steps, "Timed steps."),
+      "warmup": flags.DEFINE_integer("warmup", warmup, "Untimed steps before them."),
+      "device": flags.DEFINE_string("device", "cpu", "torch device: cpu | cuda."),
+      "dtype": flags.DEFINE_enum("dtype", "float32", DTYPES, "bfloat16: autocast."),
+      "compile_mode": flags.DEFINE_enum("compile_mode", "", COMPILE_MODES, COMPILE_HELP),
+  }
+
+
+def one_line(name: str, r: dict[str, Any]) -> str:
+  """A `timed_result` in one line."""
+  ips, st, c = r["images_per_sec"], r["step_time_s"], r["config"]
+  return (f"PyTorch {name} ({r['num_params']:,} params, {c['mode']} {c['dtype']} on "
+          f"{c['device']}), batch {c['batch_size']}: images/s median {ips['median']:.4g} "
+          f"(min {ips['min']:.4g}, max {ips['max']:.4g}); step {st['median'] * 1e3:.1f} ms; "
+          f"losses {', '.join(f'{x:.4f}' for x in r['losses'])}")
 
 
 def summary(r: dict[str, Any]) -> str:
   c, ips, st, aug = r["config"], r["images_per_sec"], r["step_time_s"], r["augment_time_s"]
   return "\n".join([
-      f"PyTorch SimCLR ({c['arch']} {c['stem']} stem, {c['optimizer']}, eager {c['dtype']} "
+      f"PyTorch SimCLR ({c['arch']} {c['stem']} stem, {c['optimizer']}, {c['mode']} {c['dtype']} "
       f"{c['memory_format']} on {c['device']}), batch {c['batch_size']}, {c['image_size']}px -> "
       f"{c['crop_size']}px, augment {c['augment']}, online probe "
       f"{c['online_probe']}, {r['num_params']:,} params, {r['threads']} threads",
@@ -323,6 +379,7 @@ def main() -> None:
   temperature = flags.DEFINE_float("temperature", 0.5, "NT-Xent temperature.")
   augment = flags.DEFINE_bool("augment", True, "Draw the views in every step.")
   online_probe = flags.DEFINE_bool("online_probe", False, "Also step an online linear probe.")
+  compile_mode = flags.DEFINE_enum("compile_mode", "", COMPILE_MODES, COMPILE_HELP)
 
   def run(argv):
     del argv
@@ -331,7 +388,8 @@ def main() -> None:
                           crop_size=crop_size.value, device=device.value, dtype=dtype.value,
                           channels_last=channels_last.value, optimizer=optimizer.value,
                           temperature=temperature.value, augment=augment.value,
-                          online_probe=online_probe.value)))
+                          online_probe=online_probe.value,
+                          compile_mode=compile_mode.value)))
 
   app.run(run)
 

@@ -1,24 +1,32 @@
-"""repr_learn's step beside the eager PyTorch reference: same batch, images, precision.
+"""repr_learn's step beside PyTorch references, eager and compiled, on the same batch.
 
   python benchmarks/side_by_side.py --batch_size=64 --rounds=4 --steps=10 --warmup=2
   python benchmarks/side_by_side.py --config=configs/simclr.py:imagenet --backbone= \
-      --batch_size=256 --torch_device=cuda --channels_last --notorch_augment
+      --batch_size=256 --torch_device=cuda --channels_last --notorch_augment \
+      --torch_modes=eager,default,max-autotune
   python benchmarks/side_by_side.py --config=configs/mae.py:imagenet --batch_size=256 \
-      --torch_device=cuda
+      --torch_device=cuda --torch_modes=eager,default
+  python benchmarks/side_by_side.py --config=configs/dino.py:imagenet --batch_size=128 \
+      --torch_device=cuda --torch_modes=eager,default
 
 repr_learn's side is `throughput.measure`: the trainer's own jitted step
 (augmentation on device, the forward, loss, optimizer, the non-finite guard
 and the logged metrics) for `--config` (default `configs/simclr.py:cifar10`).
 The PyTorch side is the method's reference in `TORCH_SIDES`: SimCLR
 (`pytorch_reference.py`: backbone, stem, projector, temperature, optimizer,
-learning rate, crop, colour and precision read from the config) or MAE
-(`pytorch_mae.py`: ViT and decoder sizes, mask ratio, AdamW, precision); the
-settings functions refuse configs their reference cannot mirror. The sides
-alternate, a repr_learn round then a PyTorch round, `--rounds` times, because
-the machine is shared: load that comes and goes then hits both sides alike.
-Each round builds its side's state or model afresh; repr_learn's later rounds
-reuse the step compiled in the first (JAX's in-process cache), and
-compilation is never timed.
+learning rate, crop, colour and precision read from the config), MAE
+(`pytorch_mae.py`: ViT and decoder sizes, mask ratio, AdamW, precision) or
+DINO (`pytorch_dino.py`: ViT, multi-crop sizes and counts, head, teacher,
+AdamW, clipping, precision); the settings functions refuse configs their
+reference cannot mirror. `--torch_modes` lists the PyTorch sides: `eager`
+and `torch.compile` modes (`default`, `reduce-overhead`, `max-autotune`),
+the network compiled as users compile it (`torch.compile(model)`, the
+optimizer eager). The sides alternate, a repr_learn round then a round of
+each PyTorch mode, `--rounds` times, because the machine is shared: load
+that comes and goes then hits every side alike. Each round builds its side's
+state or model afresh; repr_learn's later rounds reuse the step compiled in
+the first (JAX's in-process cache), and compilation is never timed (torch
+compiles in its warm-up steps).
 
 SimCLR's CIFAR config trains a ResNet-50; `--backbone` defaults to resnet18
 for SimCLR, the CIFAR backbone of `configs/common.py` and of most PyTorch
@@ -33,14 +41,14 @@ uses every core, as PyTorch does with its default `--threads`. On a GPU,
 step (the comparison then favours PyTorch, whose timed step does not augment).
 
 Prints each side's images/s per round and their medians, the ratio
-repr_learn / PyTorch, the machine and versions, and appends one JSON line to
+repr_learn / PyTorch per mode, the machine and versions, and appends one JSON line to
 `--out`.
 """
 
 import copy
 import os
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
@@ -49,6 +57,7 @@ if _HERE not in sys.path:
 import numpy as np
 # torchvision first: imported after TensorFlow (which repr_learn's data modules
 # load) it crashes the process (segfault, torch 2.14 / torchvision 0.29).
+import pytorch_dino
 import pytorch_mae
 import pytorch_reference
 import throughput  # puts the repository root on sys.path
@@ -132,10 +141,38 @@ def mae_settings(config, *, torch_augment: bool, channels_last: bool) -> dict[st
       betas=(o.adam_b1, o.adam_b2), dtype=config.model.dtype, seed=config.seed)
 
 
+def dino_settings(config, *, torch_augment: bool, channels_last: bool) -> dict[str, Any]:
+  """`pytorch_dino.measure`'s arguments for a DINO ViT `config` (its crops are
+  drawn once, as MAE's views)."""
+  del torch_augment
+  if channels_last:
+    raise ValueError("--channels_last applies to the ResNet references only.")
+  m, a, o, obj = config.model, config.augment, config.optimizer, config.objective
+  wrong = {} if m.backbone in pytorch_dino.VIT_SIZES else {"model.backbone": m.backbone}
+  _refuse_unmirrored({"model.projector.num_layers": (m.projector.num_layers, 3),
+                      "model.projector.use_bn": (m.projector.use_bn, False),
+                      "model.projector.activation": (m.projector.activation, "gelu"),
+                      "model.pooling": (m.pooling, "cls"),
+                      "optimizer.name": (o.name, "adamw"),
+                      "eval.online_probe": (config.eval.online_probe, False)}, wrong)
+  return dict(
+      batch_size=config.batch_size, image_size=a.crop_size, crop_size=a.crop_size,
+      local_crop_size=a.local_crop_size, num_local_crops=a.num_local_crops,
+      backbone=m.backbone, patch_size=m.patch_size, drop_path=m.drop_path,
+      hidden_dim=m.projector.hidden_dim, bottleneck_dim=m.projector.output_dim,
+      num_prototypes=m.prototypes.num_prototypes,
+      norm_last_layer=not m.prototypes.learned_norm,
+      teacher_temperature=obj.warmup_teacher_temperature,
+      student_temperature=obj.student_temperature, momentum=obj.base_momentum,
+      lr=optim.scaled_learning_rate(o, config.batch_size), weight_decay=o.weight_decay,
+      clip=o.clip_each_parameter_norm, dtype=m.dtype, seed=config.seed)
+
+
 # objective name -> (settings from the config, the PyTorch side's measure)
 TORCH_SIDES = {
     "simclr": (simclr_settings, pytorch_reference.measure),
     "mae": (mae_settings, pytorch_mae.measure),
+    "dino": (dino_settings, pytorch_dino.measure),
 }
 
 
@@ -150,24 +187,37 @@ def torch_side(config, *, torch_augment: bool = True, channels_last: bool = Fals
 
 def compare(config, *, rounds: int, steps: int, warmup: int, threads: int | None = None,
             torch_augment: bool = True, torch_device: str = "cpu",
-            channels_last: bool = False,
+            channels_last: bool = False, torch_modes: Sequence[str] = ("",),
             model_flops_per_image: float | None = None) -> dict[str, Any]:
-  """`rounds` x (repr_learn round, PyTorch round); medians over the rounds'
-  median images/s and their ratio."""
+  """`rounds` x (a repr_learn round, then a PyTorch round per mode of
+  `torch_modes`: '' eager, else a `torch.compile` mode); medians over the
+  rounds' median images/s and repr_learn's ratio to each mode."""
   settings, torch_measure = torch_side(config, torch_augment=torch_augment,
                                        channels_last=channels_last)
-  jax_runs, torch_runs = [], []
+  jax_runs, torch_runs = [], {mode or "eager": [] for mode in torch_modes}
   for _ in range(rounds):
     jax_runs.append(throughput.measure(config, steps=steps, warmup=warmup,
                                        model_flops_per_image=model_flops_per_image))
-    torch_runs.append(torch_measure(
-        steps=steps, warmup=warmup, threads=threads, augment=torch_augment,
-        device=torch_device, **settings))
+    for mode in torch_modes:
+      torch_runs[mode or "eager"].append(torch_measure(
+          steps=steps, warmup=warmup, threads=threads, augment=torch_augment,
+          device=torch_device, compile_mode=mode, **settings))
   jax_ips = [r["images_per_sec"]["median"] for r in jax_runs]
-  torch_ips = [r["images_per_sec"]["median"] for r in torch_runs]
   machine, versions = throughput.machine_info()
   versions.update(pytorch_reference.versions())
-  last = torch_runs[-1]
+  pytorch, ratio, ratio_per_round = {}, {}, {}
+  for mode, runs in torch_runs.items():
+    ips = [r["images_per_sec"]["median"] for r in runs]
+    last = runs[-1]
+    pytorch[mode] = {
+        "images_per_sec_per_round": ips, "images_per_sec_median": float(np.median(ips)),
+        "per_step_s_per_round": [r["per_step_s"] for r in runs],
+        "augment_s_per_round": [r["augment_time_s"]["median"] for r in runs],
+        "losses_per_round": [r["losses"] for r in runs],
+        "num_params": last["num_params"], "threads": last["threads"],
+        "interop_threads": last["interop_threads"], "config": last["config"]}
+    ratio[mode] = float(np.median(jax_ips) / np.median(ips))
+    ratio_per_round[mode] = [j / t for j, t in zip(jax_ips, ips)]
   return {
       "config": jax_runs[0]["config"], "rounds": rounds, "steps": steps, "warmup": warmup,
       "online_probe": bool(config.eval.online_probe),
@@ -181,16 +231,7 @@ def compare(config, *, rounds: int, steps: int, warmup: int, threads: int | None
           "xla_flops_per_image": jax_runs[0]["xla_flops_per_image"],
           "memory": jax_runs[0]["memory"],
           "final_loss_per_round": [r["final_loss"] for r in jax_runs]},
-      "pytorch": {
-          "images_per_sec_per_round": torch_ips,
-          "images_per_sec_median": float(np.median(torch_ips)),
-          "per_step_s_per_round": [r["per_step_s"] for r in torch_runs],
-          "augment_s_per_round": [r["augment_time_s"]["median"] for r in torch_runs],
-          "losses_per_round": [r["losses"] for r in torch_runs],
-          "num_params": last["num_params"], "threads": last["threads"],
-          "interop_threads": last["interop_threads"], "config": last["config"]},
-      "ratio": float(np.median(jax_ips) / np.median(torch_ips)),
-      "ratio_per_round": [j / t for j, t in zip(jax_ips, torch_ips)],
+      "pytorch": pytorch, "ratio": ratio, "ratio_per_round": ratio_per_round,
       "machine": machine, "versions": versions,
   }
 
@@ -200,27 +241,30 @@ def _joined(values) -> str:
 
 
 def summary(r: dict[str, Any]) -> str:
-  c, jx, pt, m = r["config"], r["repr_learn"], r["pytorch"], r["machine"]
-  step_s = np.median([np.median(s) for s in pt["per_step_s_per_round"]])
-  aug_s = np.median(pt["augment_s_per_round"])
+  c, jx, m = r["config"], r["repr_learn"], r["machine"]
   load = ", ".join(f"{x:.2f}" for x in m["load_average"] or [])
-  return "\n".join([
+  lines = [
       f"{c['method']} on {c['data']} ({c['backbone']}, {c['dtype']}), batch {c['batch_size']}, "
       f"{c['image_size']}px -> {c['crop_size']}px crops, online probe "
       f"{'on' if r['online_probe'] else 'off'}; {r['rounds']} rounds x {r['steps']} steps "
-      f"after {r['warmup']} warm-up, repr_learn then PyTorch in each round",
+      f"after {r['warmup']} warm-up, repr_learn then each PyTorch mode in each round",
       f"repr_learn (jit, {jx['num_devices']} {m['backend']} device(s), {jx['num_params']:,} "
       f"params): images/s per round {_joined(jx['images_per_sec_per_round'])}; median "
       f"{jx['images_per_sec_median']:.4g} (compile s per round: "
       f"{_joined(jx['compile_s_per_round'])}; view drawing alone "
-      f"{np.median(jx['augment_s_per_round']) * 1e3:.0f} ms per step)",
-      f"PyTorch (eager on {pt['config']['device']}, {pt['threads']} threads, "
-      f"{pt['config']['optimizer']}, {pt['config']['dtype']} {pt['config']['memory_format']}, augment "
-      f"{pt['config']['augment']}, {pt['num_params']:,} params): images/s per round "
-      f"{_joined(pt['images_per_sec_per_round'])}; median {pt['images_per_sec_median']:.4g} "
-      f"(augmentation {aug_s * 1e3:.0f} ms of {step_s * 1e3:.0f} ms per step)",
-      f"Ratio repr_learn / PyTorch (images/s): {r['ratio']:.3f} "
-      f"(per round: {_joined(r['ratio_per_round'])})",
+      f"{np.median(jx['augment_s_per_round']) * 1e3:.0f} ms per step)"]
+  for mode, pt in r["pytorch"].items():
+    step_s = np.median([np.median(s) for s in pt["per_step_s_per_round"]])
+    aug_s = np.median(pt["augment_s_per_round"])
+    lines += [
+        f"PyTorch ({mode} on {pt['config']['device']}, {pt['threads']} threads, "
+        f"{pt['config']['optimizer']}, {pt['config']['dtype']} {pt['config']['memory_format']}, "
+        f"augment {pt['config']['augment']}, {pt['num_params']:,} params): images/s per round "
+        f"{_joined(pt['images_per_sec_per_round'])}; median {pt['images_per_sec_median']:.4g} "
+        f"(augmentation {aug_s * 1e3:.0f} ms of {step_s * 1e3:.0f} ms per step)",
+        f"Ratio repr_learn / PyTorch {mode} (images/s): {r['ratio'][mode]:.3f} "
+        f"(per round: {_joined(r['ratio_per_round'][mode])})"]
+  return "\n".join(lines + [
       f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable of {m['cpu_count']} CPUs, "
       f"{m['platform']}; load average {load}",
       "Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items())
@@ -251,6 +295,9 @@ def main() -> None:
                                     "does; --notorch_augment times its network alone.")
   torch_device = flags.DEFINE_string("torch_device", "cpu", "PyTorch's device: cpu | cuda.")
   channels_last = flags.DEFINE_bool("channels_last", False, "PyTorch ResNet in NHWC.")
+  torch_modes = flags.DEFINE_list("torch_modes", ["eager"],
+                                  "PyTorch sides, each timed every round: eager and/or "
+                                  "torch.compile modes (default, reduce-overhead, max-autotune).")
   model_flops = flags.DEFINE_float("model_flops_per_image", None,
                                    "Model FLOPs per image, for repr_learn's MFU.")
   out = flags.DEFINE_string("out", "benchmarks/side_by_side.jsonl", "JSON lines file to append to.")
@@ -262,6 +309,7 @@ def main() -> None:
     result = compare(config, rounds=rounds.value, steps=steps.value, warmup=warmup.value,
                      threads=threads.value, torch_augment=torch_augment.value,
                      torch_device=torch_device.value, channels_last=channels_last.value,
+                     torch_modes=[m if m != "eager" else "" for m in torch_modes.value],
                      model_flops_per_image=model_flops.value)
     print(summary(result))
     throughput.append_record(out.value, result)

@@ -260,9 +260,12 @@ def machine_info() -> tuple[dict[str, Any], dict[str, str]]:
 
 def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
             model_flops_per_image: float | None = None,
-            num_examples: int | None = None, end_to_end: bool = False) -> dict[str, Any]:
+            num_examples: int | None = None, end_to_end: bool = False,
+            profile_dir: str | None = None) -> dict[str, Any]:
   """Compiles `config`'s train step as the trainer does and times `steps` steps
-  after `warmup` untimed ones. Returns the dict described in the module doc."""
+  after `warmup` untimed ones; with `profile_dir`, 3 more steps run under
+  `jax.profiler.trace` (a Perfetto trace there, for `profile_summary.py`).
+  Returns the dict described in the module doc."""
   if steps < 1 or warmup < 0:
     raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps} and {warmup}.")
   config_schema.validate(config)
@@ -292,6 +295,11 @@ def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
     jax.block_until_ready((state, metrics))
     if i >= warmup:
       times.append(time.perf_counter() - start)
+  if profile_dir:
+    with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
+      for _ in range(3):
+        state, metrics = compiled(state, batch)
+      jax.block_until_ready((state, metrics))
   augment_times = _time_augmentation(setup.objective, batch, steps=steps, warmup=warmup)
   fed = (_time_end_to_end(config, spec, setup, compiled, state, mesh, steps=steps,
                           warmup=warmup) if end_to_end else None)
@@ -404,6 +412,9 @@ def main() -> None:
   end_to_end = flags.DEFINE_bool(
       "end_to_end", False, "Also time the step fed by the real input pipeline (the "
       "config's dataset must be prepared; data.worker_count sets grain's processes).")
+  profile_dir = flags.DEFINE_string(
+      "profile_dir", None, "Also trace 3 steps with jax.profiler into this folder "
+      "(summarise with benchmarks/profile_summary.py).")
   out = flags.DEFINE_string("out", "benchmarks/results.jsonl", "JSON lines file to append to.")
   flags.mark_flags_as_required(["config"])
 
@@ -411,7 +422,8 @@ def main() -> None:
     del argv
     result = measure(config_flag.value, steps=steps.value, warmup=warmup.value,
                      model_flops_per_image=model_flops.value,
-                     num_examples=num_examples.value, end_to_end=end_to_end.value)
+                     num_examples=num_examples.value, end_to_end=end_to_end.value,
+                     profile_dir=profile_dir.value)
     print(summary(result))
     append_record(out.value, result)
 

@@ -41,6 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_dir = config_dict.placeholder(str)    # image_folder: labeled test folder
   c.data.bad_images = "error"       # image_folder files that do not decode: error (list them) | skip
   c.data.worker_count = 0           # grain worker processes (0: in the main process)
+  c.data.storage = "tfds"           # tfds | resized (a copy at the stored size: prepare --resized)
 
   c.augment = ml_collections.ConfigDict()
   c.augment.recipe = "simclr"       # see repr_learn/data/view_recipes.py
@@ -198,6 +199,7 @@ _CHOICES = {
     ("eval", "linear_variant"): ("standard", "mae"),
     ("eval", "linear_features"): ("pooled", "dinov2"),
     ("data", "bad_images"): ("error", "skip"),
+    ("data", "storage"): ("tfds", "resized"),
     ("parallel", "mode"): ("jit", "pmap"),
     ("optimizer", "lars_variant"): ("optax", "solo_learn"),
     ("optimizer", "schedule"): ("cosine", "steps", "constant"),
@@ -454,6 +456,8 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
        "eval.linear_features='dinov2'"),
       ("augment.blur_kernel_size", aug.recipe == "multicrop_dinov2",
        "augment.recipe 'multicrop_dinov2'"),
+      ("data.storage", config.data.name != "image_folder",
+       "a catalogued TFDS dataset (image folders are read as they are)"),
   )
   for key, applies, needs in checks:
     if not applies and _get(config, key) != _get(defaults, key):

@@ -12,6 +12,9 @@ from repr_learn import parallel
 from repr_learn.data import augment
 
 MEAN, STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+# One compile per view config: eagerly, each of the ~150 ops of a view compiles
+# on its own, which cost this file most of its time.
+augment_view = jax.jit(augment.augment_view, static_argnums=(2, 3, 4))
 
 
 def _images(n=8, size=32, seed=0):
@@ -27,11 +30,11 @@ def _float_image(seed=0, size=16):
 def test_view_shape_dtype_and_determinism(size):
   cfg = augment.ViewConfig(size=size)
   images = _images()
-  a = augment.augment_view(jax.random.PRNGKey(0), images, cfg, augment.IMAGENET_MEAN,
+  a = augment_view(jax.random.PRNGKey(0), images, cfg, augment.IMAGENET_MEAN,
                            augment.IMAGENET_STD)
-  b = augment.augment_view(jax.random.PRNGKey(0), images, cfg, augment.IMAGENET_MEAN,
+  b = augment_view(jax.random.PRNGKey(0), images, cfg, augment.IMAGENET_MEAN,
                            augment.IMAGENET_STD)
-  c = augment.augment_view(jax.random.PRNGKey(1), images, cfg, augment.IMAGENET_MEAN,
+  c = augment_view(jax.random.PRNGKey(1), images, cfg, augment.IMAGENET_MEAN,
                            augment.IMAGENET_STD)
   assert a.shape == (8, size, size, 3) and a.dtype == jnp.float32
   np.testing.assert_array_equal(a, b)
@@ -75,7 +78,7 @@ def test_full_crop_is_identity_and_flip_mirrors():
   images = _images(n=2, size=16)
   cfg = augment.ViewConfig(size=16, min_scale=1.0, ratio=(1.0, 1.0), flip_prob=1.0,
                            jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0)
-  out = augment.augment_view(jax.random.PRNGKey(0), images, cfg, MEAN, STD)
+  out = augment_view(jax.random.PRNGKey(0), images, cfg, MEAN, STD)
   np.testing.assert_allclose(out, images[:, :, ::-1].astype(jnp.float32) / 255.0, atol=1e-5)
 
 
@@ -88,13 +91,37 @@ def test_blur_keeps_constants_and_solarize_formula():
   np.testing.assert_allclose(augment.solarize(x), jnp.where(x >= 0.5, 1 - x, x))
 
 
+def test_blur_equals_reflect_padded_convolution_by_hand():
+  """torchvision's GaussianBlur: normalised taps exp(-o^2 / 2 sigma^2) over
+  |o| <= k // 2, reflect padding, one axis then the other (numpy)."""
+  x = np.asarray(_float_image(), np.float64)[:9, :7]
+  for sigma, taps in ((0.7, 5), (2.0, 9), (1.3, 13), (1.0, 15)):
+    radius = taps // 2
+    w = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    w /= w.sum()
+    if radius >= min(x.shape[:2]):
+      with pytest.raises(ValueError, match="tap blur"):
+        augment.gaussian_blur(jnp.asarray(x, jnp.float32), sigma, taps)
+      continue
+    expected = x
+    for axis in (0, 1):
+      pad = [(0, 0)] * 3
+      pad[axis] = (radius, radius)
+      padded = np.pad(expected, pad, mode="reflect")
+      n = expected.shape[axis]
+      expected = sum(w[i] * np.take(padded, np.arange(i, i + n), axis=axis)
+                     for i in range(taps))
+    got = augment.gaussian_blur(jnp.asarray(x, jnp.float32), sigma, taps)
+    np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"{sigma}, {taps}")
+
+
 def test_probabilities_zero_and_one():
   images = _images(n=16, size=16)
   off = augment.ViewConfig(size=16, min_scale=1.0, ratio=(1.0, 1.0), flip_prob=0.0,
                            jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0)
-  out = augment.augment_view(jax.random.PRNGKey(3), images, off, MEAN, STD)
+  out = augment_view(jax.random.PRNGKey(3), images, off, MEAN, STD)
   np.testing.assert_allclose(out, images.astype(jnp.float32) / 255.0, atol=1e-5)
-  gray = augment.augment_view(jax.random.PRNGKey(3), images,
+  gray = augment_view(jax.random.PRNGKey(3), images,
                               augment.ViewConfig(size=16, grayscale_prob=1.0, jitter_prob=0.0,
                                                  blur_prob=0.0), MEAN, STD)
   np.testing.assert_allclose(gray[..., 0], gray[..., 1], atol=1e-6)
@@ -103,7 +130,7 @@ def test_probabilities_zero_and_one():
 def test_grayscale_frequency_is_near_its_probability():
   images = _images(n=512, size=8, seed=1)
   cfg = augment.ViewConfig(size=8, jitter_prob=0.0, blur_prob=0.0, grayscale_prob=0.2)
-  out = augment.augment_view(jax.random.PRNGKey(0), images, cfg, MEAN, STD)
+  out = augment_view(jax.random.PRNGKey(0), images, cfg, MEAN, STD)
   is_gray = np.all(np.abs(out[..., 0] - out[..., 1]) < 1e-6, axis=(1, 2))
   assert 0.14 < is_gray.mean() < 0.26
 
@@ -129,6 +156,21 @@ def test_one_compilation_and_sharded_equals_unsharded():
   assert not np.allclose(plain[0], plain[1])
 
 
+def test_runs_of_equal_views_drawn_together_equal_views_drawn_one_by_one():
+  """DINO-style list (two different globals, then equal locals): the vmapped
+  runs give view i exactly as `augment_view` at `fold_in(rng, i)` does."""
+  big, local = augment.ViewConfig(size=12), augment.ViewConfig(size=8, min_scale=0.05)
+  cfgs = (big, augment.ViewConfig(size=12, solarize_prob=0.2), local, local, local)
+  images, rng = _images(n=4), jax.random.PRNGKey(5)
+  views = jax.jit(lambda r, x: augment.make_views(r, x, cfgs, MEAN, STD))(rng, images)
+  assert [v.shape for v in views] == [(4, 12, 12, 3)] * 2 + [(4, 8, 8, 3)] * 3
+  for i in (0, 2, 4):  # a lone view, and the first and last of a run
+    alone = augment_view(jax.random.fold_in(rng, i), images, cfgs[i], MEAN, STD)
+    np.testing.assert_allclose(views[i], alone, atol=1e-5, err_msg=f"view {i}")
+  assert not np.allclose(views[2], views[3])
+  assert [count for _, _, count in augment._runs_of_equal(cfgs)] == [1, 1, 3]
+
+
 def test_crops_stay_inside_the_image_in_its_canvas():
   """A 20x28 image (ones) in the top-left of a 32x32 canvas whose padding
   (zeros here; edge pixels as stored) is never read: every random-resized crop
@@ -141,7 +183,7 @@ def test_crops_stay_inside_the_image_in_its_canvas():
   for seed in range(4):
     cfg = augment.ViewConfig(size=16, min_scale=0.08, jitter_prob=0.0, grayscale_prob=0.0,
                              blur_prob=0.0)
-    view = augment.augment_view(jax.random.PRNGKey(seed), jnp.asarray(canvas), cfg, MEAN, STD,
+    view = augment_view(jax.random.PRNGKey(seed), jnp.asarray(canvas), cfg, MEAN, STD,
                                 image_hw=hw)
     assert float(jnp.median(view)) == 1.0 and float(view[:, 1:-1, 1:-1].min()) > 0.99, seed
   ramp = np.zeros((1, 32, 32, 3), np.uint8)

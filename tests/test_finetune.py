@@ -12,7 +12,6 @@ import pytest
 from configs import finetune as finetune_config
 from configs import simclr as simclr_config
 from repr_learn import train
-from repr_learn.data import augment
 from repr_learn.data import mixing
 from repr_learn.evaluation import finetune_protocol
 from tests import config_overrides
@@ -111,8 +110,7 @@ def test_loss_is_soft_target_cross_entropy_and_rejects_unlabeled_batches():
   config.objective.update(mixup_alpha=0.0, cutmix_alpha=0.0)  # label smoothing only
   mesh, objective, state, step_fn = step_helpers._setup(config, jax.devices()[:1])
   batch = step_helpers._batch(config, mesh)
-  views = augment.make_views(jax.random.PRNGKey(5), batch["image"], objective.views,
-                             augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+  views = step_helpers.draw_views(jax.random.PRNGKey(5), batch["image"], objective.views)
   loss_on = jax.jit(lambda b: objective.loss(state.params, state.batch_stats, state.extra,
                                              views, b, jax.random.PRNGKey(0), state.step))
   loss, out = loss_on(batch)
@@ -138,8 +136,7 @@ def test_drop_path_draws_from_the_step_rng():
       "objective.mixup_alpha": 0.0, "objective.cutmix_alpha": 0.0})
   mesh, objective, state, _ = step_helpers._setup(config, jax.devices()[:1])
   batch = step_helpers._batch(config, mesh)
-  views = augment.make_views(jax.random.PRNGKey(5), batch["image"], objective.views,
-                             augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+  views = step_helpers.draw_views(jax.random.PRNGKey(5), batch["image"], objective.views)
   loss = jax.jit(lambda rng: objective.loss(state.params, state.batch_stats, state.extra,
                                             views, batch, rng, state.step)[0])
   a, b = float(loss(jax.random.PRNGKey(0))), float(loss(jax.random.PRNGKey(1)))

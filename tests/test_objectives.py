@@ -99,8 +99,7 @@ def test_eight_devices_match_one_device(method):
     batch = step_helpers._batch(config, mesh)
     if objective.pairs_with_neighbours:
       batch["neighbour_image"] = batch["image"][::-1]
-    views = augment.make_views(jax.random.PRNGKey(5), batch["image"], objective.views,
-                               augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+    views = step_helpers.draw_views(jax.random.PRNGKey(5), batch["image"], objective.views)
     loss, _ = jax.jit(objective.loss)(state.params, state.batch_stats, state.extra, views,
                                       batch, jax.random.PRNGKey(0), state.step)
     losses.append(float(loss))
@@ -114,7 +113,7 @@ def test_moco_v2_shuffle_bn_encodes_keys_per_device():
   images = step_helpers._batch(config, mesh)["image"]
   x = augment.center_view(images, 16, augment.IMAGENET_MEAN, augment.IMAGENET_STD)
   rng = jax.random.PRNGKey(3)
-  keys = objective._keys(state.extra["target_params"], state.batch_stats, x, rng)
+  keys = jax.jit(objective._keys)(state.extra["target_params"], state.batch_stats, x, rng)
   # By hand: permute, encode each device's 4 examples with their own BatchNorm
   # statistics, undo the permutation.
   perm = np.asarray(jax.random.permutation(rng, x.shape[0]))
@@ -138,8 +137,7 @@ def test_per_view_batchnorm_normalises_each_view_over_its_own_batch():
   mesh, objective, state, _ = step_helpers._setup(config, jax.devices()[:1])
   assert objective.per_view_batchnorm
   images = step_helpers._batch(config, mesh)["image"]
-  views = augment.make_views(jax.random.PRNGKey(5), images, objective.views,
-                             augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+  views = step_helpers.draw_views(jax.random.PRNGKey(5), images, objective.views)
   def forward(o, v):
     return jax.jit(lambda v: o.forward_views(state.params, state.batch_stats, v)[0])(v)
 
@@ -159,8 +157,7 @@ def test_moco_v2_symmetric_form_uses_two_queues_and_a_cosine_momentum():
       "objective.momentum_schedule": "cosine", "objective.final_momentum": 0.999})
   mesh, objective, state, _ = step_helpers._setup(config, jax.devices()[:1])
   images = step_helpers._batch(config, mesh)["image"]
-  views = augment.make_views(jax.random.PRNGKey(5), images, objective.views,
-                             augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+  views = step_helpers.draw_views(jax.random.PRNGKey(5), images, objective.views)
 
   @jax.jit
   def run(views):
@@ -322,8 +319,7 @@ def test_deepcluster_v2_heads_average_their_cross_entropies_over_both_views_bank
   assert extra["centroids"].shape == (3, config.objective.num_clusters, dim)
   images = step_helpers._batch(config, mesh)["image"]
   batch = {"index": jnp.arange(images.shape[0]) % n}
-  views = augment.make_views(jax.random.PRNGKey(5), images, objective.views,
-                             augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+  views = step_helpers.draw_views(jax.random.PRNGKey(5), images, objective.views)
   loss, out, outs = jax.jit(lambda extra: (
       *objective.loss(state.params, state.batch_stats, extra, views, batch,
                       jax.random.PRNGKey(0), state.step),

@@ -14,7 +14,6 @@ from jax.sharding import PartitionSpec as P
 from repr_learn import config_schema
 from repr_learn import parallel
 from repr_learn import train
-from repr_learn.data import augment
 from repr_learn.data import catalog
 from repr_learn.losses import contrastive
 from tests import config_overrides
@@ -75,8 +74,7 @@ def test_pmap_with_per_device_batchnorm_equals_normalising_each_shard_alone():
   objective = setup.objective
   # The step's views: each example's key is the same in both modes.
   aug_rng, _ = jax.random.split(jax.random.fold_in(state.rng, state.step))
-  views = augment.make_views(aug_rng, batch["image"], objective.views,
-                             augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+  views = step_helpers.draw_views(aug_rng, batch["image"], objective.views)
   shards = np.split(np.arange(config.batch_size), jax.device_count())
 
   def loss_by_hand(params):

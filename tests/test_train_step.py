@@ -1,6 +1,8 @@
 """The compiled train step: device-count invariance, learning, no retracing,
 non-finite handling. Uses the real smoke config, shrunk further where useful."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +29,17 @@ def _setup(config, devices):
   step_fn = jax.jit(steps.make_train_step(objective, tx, schedule, augment.IMAGENET_MEAN,
                                           augment.IMAGENET_STD))
   return mesh, objective, state, step_fn
+
+
+def draw_views(rng, images, view_cfgs):
+  """The step's views, jitted: drawn eagerly, one small compile per op and
+  shape made the 8-device tests several seconds slower each."""
+  return _jitted_views(rng, images, tuple(view_cfgs))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _jitted_views(rng, images, view_cfgs):
+  return augment.make_views(rng, images, view_cfgs, augment.IMAGENET_MEAN, augment.IMAGENET_STD)
 
 
 def _batch(config, mesh, seed=0):
@@ -60,8 +73,7 @@ def test_steps_lower_the_loss_on_a_fixed_batch(config):
   config.optimizer.base_lr = 2.0
   mesh, objective, state, step_fn = _setup(config, jax.devices())
   batch = _batch(config, mesh)
-  views = augment.make_views(jax.random.PRNGKey(7), batch["image"], objective.views,
-                             augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+  views = draw_views(jax.random.PRNGKey(7), batch["image"], objective.views)
 
   @jax.jit
   def loss_on(s):

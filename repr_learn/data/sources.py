@@ -14,11 +14,17 @@ import tensorflow_datasets as tfds
 from repr_learn.data import catalog
 from repr_learn.data import digits
 from repr_learn.data import image_folder
+from repr_learn.data import resized_store
 from repr_learn.data import resizing
 
 
 class DatasetNotPreparedError(FileNotFoundError):
   """The TFDS dataset has not been built (as array_record) in data_dir."""
+
+
+def open_tfds(spec: catalog.DatasetSpec, split: str, data_dir: str | None):
+  """TFDS's random-access source of `split` (raw examples, original sizes)."""
+  return tfds.data_source(spec.tfds_name, split=split, data_dir=data_dir, download=False)
 
 
 class TfdsSource:
@@ -51,11 +57,14 @@ def _prepare_command(spec: catalog.DatasetSpec, data_dir: str | None) -> str:
 
 
 def open_source(spec: catalog.DatasetSpec, split: str, data_config) -> TfdsSource:
-  """The `split` of `spec`, as configured by `config.data`."""
+  """The `split` of `spec`, as configured by `config.data`: TFDS's copy, or
+  with `data.storage='resized'` the copy `prepare --resized` wrote."""
   if spec.name == "image_folder":
     return image_folder.open_split(data_config.data_dir, data_config.eval_dir, split,
                                    spec.image_size, data_config.get("bad_images", "error"))
   data_dir = data_config.data_dir
+  if data_config.get("storage", "tfds") == "resized":
+    return resized_store.open_split(spec, split, data_dir, _prepare_command(spec, data_dir))
   if spec.name == "digits":
     digits.prepare_digits(data_dir)  # Embedded: built on first use, never downloaded.
   builder_dir = os.path.join(os.path.expanduser(data_dir or "~/tensorflow_datasets"),
@@ -70,7 +79,7 @@ def open_source(spec: catalog.DatasetSpec, split: str, data_config) -> TfdsSourc
         f"{spec.name} is not prepared in {os.path.dirname(builder_dir)}; run "
         f"`{_prepare_command(spec, data_dir)}` first (or set --config.data.data_dir).")
   try:
-    source = tfds.data_source(spec.tfds_name, split=split, data_dir=data_dir, download=False)
+    source = open_tfds(spec, split, data_dir)
   except (AssertionError, FileNotFoundError, NotImplementedError, ValueError) as e:
     raise DatasetNotPreparedError(
         f"{spec.name} in {builder_dir} cannot be read as array_record ({e}); run "
