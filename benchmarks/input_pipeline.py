@@ -118,7 +118,8 @@ def grain_rate(source, *, workers: int, batch_size: int, batches: int) -> float:
 
 
 def measure(*, num_images: int, height: int, width: int, repeats: int, workers: list[int],
-            batch_size: int, batches: int, quality: int) -> dict[str, Any]:
+            batch_size: int, batches: int,
+            quality: int = resized_store.DEFAULT_QUALITY) -> dict[str, Any]:
   rng = np.random.default_rng(0)
   jpegs = [encode_jpeg(photo_like(rng, height, width)) for _ in range(num_images)]
   with tempfile.TemporaryDirectory() as tmp:

@@ -2,6 +2,7 @@
 
   python benchmarks/memory.py                       # every recipe, 8-way split
   python benchmarks/memory.py --configs=mae,dino --devices=8
+  python benchmarks/memory.py --configs=dino,swav --variants=imagenet   # e.g. compile time
 
 For each config's ImageNet variants, the trainer's own step
 (`train.Setup.compiled_train_step`) is lowered on abstract state and batch
@@ -87,6 +88,8 @@ def main() -> None:
 
   names = flags.DEFINE_list("configs", None, "Config files (default: every one in configs/).")
   devices = flags.DEFINE_integer("devices", 8, "GPUs the recipe's batch is split over.")
+  variants = flags.DEFINE_list("variants", None, "Only these variants (default: every "
+                               "variant whose name starts with 'imagenet').")
   out = flags.DEFINE_string("out", "benchmarks/memory.jsonl", "JSON lines file to append to.")
 
   def run(argv):
@@ -97,7 +100,8 @@ def main() -> None:
     machine, versions = throughput.machine_info()
     for name in chosen:
       module = importlib.import_module(f"configs.{name}")
-      for variant in [v for v in common.variants(module) if v.startswith("imagenet")]:
+      for variant in [v for v in common.variants(module) if v.startswith("imagenet")
+                      and (not variants.value or v in variants.value)]:
         config = module.get_config(variant)
         r = measure(config, devices=devices.value)
         r.update(config=f"configs/{name}.py:{variant}", machine=machine, versions=versions)

@@ -56,8 +56,14 @@ def test_memory_compiles_a_recipe_at_its_per_device_batch_without_running_it():
 def test_input_pipeline_decodes_resizes_and_counts_cores():
   r = input_pipeline.measure(num_images=4, height=60, width=80, repeats=1, workers=[0],
                              batch_size=2, batches=1)
-  assert r["pre_resized_image"] == [256, 341]  # shorter side to 256, aspect kept
+  assert r["resized_image"] == [256, 341]  # shorter side to 256, aspect kept
   stages = r["per_core_images_per_sec"]
-  assert all(v > 0 for v in stages.values()) and r["grain_images_per_sec"]["0"] > 0
+  assert all(v > 0 for v in stages.values())
+  assert r["grain_images_per_sec"]["tfds 0 workers"] > 0
+  assert r["grain_images_per_sec"]["resized 0 workers"] > 0
+  assert 0 < r["resized_mean_abs_difference"] < 16  # one JPEG generation
+  assert r["jpeg_kb"]["resized_store"] > 0
   goal = input_pipeline.GPU_GOALS["simclr_r50"]
-  assert r["cores_per_gpu_at_goal"]["simclr_r50"]["original"] == goal / stages["decode_resize"]
+  cores = r["cores_per_gpu_at_goal"]["simclr_r50"]
+  assert cores["original"] == goal / stages["decode_resize"]
+  assert cores["resized"] == goal / stages["resized_store_read"]

@@ -2,6 +2,7 @@
 same order, one JPEG generation away from the TFDS path."""
 
 import dataclasses
+import functools
 import io
 import os
 
@@ -13,7 +14,6 @@ from PIL import Image
 from repr_learn import config_schema
 from repr_learn.data import catalog
 from repr_learn.data import digits
-from repr_learn.data import prepare
 from repr_learn.data import resized_store
 from repr_learn.data import resizing
 from repr_learn.data import sources
@@ -79,7 +79,8 @@ def test_storage_resized_reads_the_copy_prepare_writes(tfds_dir):
   data = ml_collections.ConfigDict({"data_dir": tfds_dir, "storage": "resized"})
   with pytest.raises(resized_store.ResizedStoreMissingError):
     sources.open_source(spec, "test", data)
-  prepare.write_resized(spec, tfds_dir)
+  resized_store.write_dataset(spec, tfds_dir,
+                              functools.partial(sources.open_tfds, spec, data_dir=tfds_dir))
   resized = sources.open_source(spec, "test", data)
   data.storage = "tfds"
   original = sources.open_source(spec, "test", data)

@@ -47,19 +47,10 @@ def main(argv):
         file_format="array_record",
         download_config=tfds.download.DownloadConfig(manual_dir=_MANUAL_DIR.value))
   if _RESIZED.value:
-    write_resized(spec, _DATA_DIR.value, workers=_WORKERS.value, quality=_QUALITY.value)
-
-
-def write_resized(spec: catalog.DatasetSpec, data_dir: str | None, *, workers: int = 1,
-                  quality: int = resized_store.DEFAULT_QUALITY) -> str:
-  """The resized copy of every split the trainer and the protocols read."""
-  for split in sorted({spec.pretrain_split, spec.eval_train_split, spec.eval_test_split}):
-    source_fn = functools.partial(sources.open_tfds, spec, split, data_dir)
-    folder = resized_store.write_split(source_fn, len(source_fn()), spec, split, data_dir,
-                                       shards=max(16, workers), workers=workers,
-                                       quality=quality)
-    print(f"{spec.name} {split}: resized copy in {folder}")
-  return folder
+    folder = resized_store.write_dataset(
+        spec, _DATA_DIR.value, functools.partial(sources.open_tfds, spec, data_dir=_DATA_DIR.value),
+        workers=_WORKERS.value, quality=_QUALITY.value)
+    print(f"{spec.name}: resized copy of every split in {folder}")
 
 
 if __name__ == "__main__":

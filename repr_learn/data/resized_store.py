@@ -24,9 +24,11 @@ count and JPEG quality, and marks the split complete.
 """
 
 import concurrent.futures
+import functools
 import glob
 import io
 import json
+import multiprocessing
 import os
 import shutil
 
@@ -104,8 +106,9 @@ def write_split(source_fn, num_examples: int, spec: catalog.DatasetSpec, split: 
   names = [f"{split}{RECORD_SUFFIX}-{i:05d}-of-{shards:05d}" for i in range(shards)]
   jobs = [(os.path.join(partial, name), source_fn, int(a), int(b), spec, quality)
           for name, a, b in zip(names, bounds[:-1], bounds[1:])]
-  if workers > 1:
-    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+  if workers > 1:  # spawned: the parent may hold TensorFlow's threads, which fork breaks
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
       written = sum(pool.map(_write_shard, *zip(*jobs)))
   else:
     written = sum(_write_shard(*job) for job in jobs)
@@ -115,6 +118,17 @@ def write_split(source_fn, num_examples: int, spec: catalog.DatasetSpec, split: 
   with open(os.path.join(folder, f"{split}.json"), "w") as f:
     json.dump({"num_examples": written, "jpeg_quality": quality, "shards": shards,
                "image_size": spec.image_size, "max_aspect": spec.max_aspect}, f)
+  return folder
+
+
+def write_dataset(spec: catalog.DatasetSpec, data_dir: str | None, open_raw, *,
+                  workers: int = 1, quality: int = DEFAULT_QUALITY) -> str:
+  """Writes every split the trainer and the protocols read; `open_raw(split)`
+  gives a split's raw source (picklable, for the worker processes)."""
+  for split in sorted({spec.pretrain_split, spec.eval_train_split, spec.eval_test_split}):
+    source_fn = functools.partial(open_raw, split)
+    folder = write_split(source_fn, len(source_fn()), spec, split, data_dir,
+                         shards=max(16, workers), workers=workers, quality=quality)
   return folder
 
 

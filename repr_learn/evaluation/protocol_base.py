@@ -23,10 +23,13 @@ class LabelsRequiredError(ValueError):
 
 
 def eval_data_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config.data` with `config.eval.dataset`/`data_dir`/`eval_dir` applied (transfer)."""
+  """`config.data` with `config.eval.dataset`/`data_dir`/`eval_dir` applied
+  (transfer: read from TFDS, as `data.storage`'s resized copy is the training
+  dataset's)."""
   data = ml_collections.ConfigDict(config.data.to_dict())
   if config.eval.dataset:
     data.name = config.eval.dataset
+    data.storage = "tfds"
     data.eval_dir = config.eval.eval_dir
     data.data_dir = config.eval.data_dir or (None if data.name == "image_folder"
                                              else config.data.data_dir)
