@@ -195,7 +195,7 @@ def gaussian_blur(image, sigma, kernel_size: int):
   products replace 2 x `kernel_size` shifted slices of a padded copy: as fast
   on the CPU at 224 and 96 px, a program whose size does not grow with the
   taps, and matrix units on accelerators (`benchmarks/blur.py`; a depthwise
-  convolution was 4-7x slower on the CPU). Full float32 precision, so views
+  convolution was 6-14x slower on the CPU). Full float32 precision, so views
   do not depend on a GPU's TF32 default."""
   highest = jax.lax.Precision.HIGHEST
   image = jnp.einsum("yh,hwc->ywc", blur_matrix(image.shape[0], sigma, kernel_size), image,
@@ -289,11 +289,11 @@ def make_views(rng, images_uint8, view_cfgs: Sequence[ViewConfig], mean, std,
                device_axis: str | None = None, image_hw=None):
   """One array per view; view i draws from `fold_in(rng, i)`.
 
-  A run of equal configs (SimCLR's two views, DINO's ten local crops) is drawn
-  by one augmentation vmapped over the run's view indices: the same views, but
-  the compiled step holds one copy of the augmentation per run instead of one
-  per view (DINO: 3 instead of 12), which shortens its compile and batches
-  its kernels."""
+  A run of equal configs (SimCLR's two views, DINO's eight local crops) is
+  drawn by one augmentation vmapped over the run's view indices: the same
+  views, but the compiled step holds one copy of the augmentation per run
+  instead of one per view (DINO's ImageNet step: 3 instead of 10, compiling
+  about 15% faster on XLA:CPU, BENCHMARKS.md), and its kernels are batched."""
   def draw(index, cfg):
     return augment_view(jax.random.fold_in(rng, index), images_uint8, cfg, mean, std,
                         device_axis, image_hw)

@@ -16,6 +16,12 @@ import grain
 import numpy as np
 
 
+def record_files(paths: list[str]):
+  """Random access, in order, to the records of array_record files (grain's
+  reader: one index over all files, picklable for worker processes)."""
+  return grain.sources.ArrayRecordDataSource(paths)
+
+
 def make_train_iterator(source, *, global_batch_size: int, process_index: int,
                         process_count: int, seed: int, worker_count: int = 0,
                         neighbours: np.ndarray | None = None):

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from repr_learn.data import catalog
+from repr_learn.data import pipeline
 from repr_learn.data import resizing
 
 RECORD_SUFFIX = ".array_record"
@@ -137,8 +138,7 @@ class ResizedSource:
   ({image in its canvas, image_hw if stored whole, label, index})."""
 
   def __init__(self, paths: list[str], spec: catalog.DatasetSpec):
-    import grain.python as grain  # pylint: disable=g-import-not-at-top
-    self._records = grain.ArrayRecordDataSource(paths)
+    self._records = pipeline.record_files(paths)
     self._spec = spec
 
   def __len__(self) -> int:
