@@ -126,7 +126,7 @@ def measure(*, num_images: int, height: int, width: int, repeats: int, workers: 
     # The resized copy as `prepare --resized` writes it (from the decoded
     # originals, as TFDS gives them), read by the trainer's own source.
     raw = [{"image": decode(j), "label": 0} for j in jpegs]
-    folder = resized_store.write_split(lambda: raw, len(raw), IMAGENET, "train", tmp, shards=1,
+    folder = resized_store.write_split(lambda: raw, IMAGENET, "train", tmp, shards=1,
                                        quality=quality)
     stored = resized_store.open_split(IMAGENET, "train", tmp, "")
     record_kb = os.path.getsize(glob.glob(os.path.join(folder, "train.array_record-*"))[0]) / 1024

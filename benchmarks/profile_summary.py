@@ -9,8 +9,9 @@ Reads the newest `*.trace.json.gz` under the folder (written by
 events of the device tracks (processes named `/device:GPU:*`; on a CPU-only
 trace, the host's XLA threads, Python and executor events left out), and sums
 their durations by op name and by kind (matmul/attention/convolution kernels,
-fusions, copies and transposes, collectives, the rest). Prints both tables with each row's share of the
-device's busy time; `--json` appends them as one JSON line.
+fusions, copies and transposes, collectives, the rest). Prints both tables with
+each row's share of the device's busy time; `--json` appends them as one JSON
+line.
 """
 
 import argparse

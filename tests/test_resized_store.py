@@ -40,7 +40,7 @@ def test_written_split_reads_back_as_the_tfds_path_would_give_it(tmp_path):
   """Each example: the TFDS path's image (resized into its canvas) after one
   JPEG generation, exactly; same size in the canvas, label and index."""
   raw = _photos()
-  folder = resized_store.write_split(lambda: raw, len(raw), SPEC, "train", str(tmp_path),
+  folder = resized_store.write_split(lambda: raw, SPEC, "train", str(tmp_path),
                                      shards=4)
   assert sorted(os.listdir(folder)) == ["train.array_record-0000%d-of-00004" % i
                                         for i in range(4)] + ["train.json"]
@@ -64,9 +64,9 @@ def test_written_split_reads_back_as_the_tfds_path_would_give_it(tmp_path):
 
 def test_a_finished_split_is_kept_and_a_missing_one_says_how_to_write_it(tmp_path):
   raw = _photos(3)
-  folder = resized_store.write_split(lambda: raw, 3, SPEC, "train", str(tmp_path), shards=2)
+  folder = resized_store.write_split(lambda: raw, SPEC, "train", str(tmp_path), shards=2)
   stamp = os.path.getmtime(os.path.join(folder, "train.json"))
-  resized_store.write_split(lambda: [], 0, SPEC, "train", str(tmp_path))  # nothing rewritten
+  resized_store.write_split(lambda: [], SPEC, "train", str(tmp_path))  # nothing rewritten
   assert os.path.getmtime(os.path.join(folder, "train.json")) == stamp
   assert not [n for n in os.listdir(folder) if n.startswith(".")]  # no partial folder left
   with pytest.raises(resized_store.ResizedStoreMissingError, match="--resized"):

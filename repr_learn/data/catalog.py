@@ -2,6 +2,7 @@
 
 import dataclasses
 import difflib
+import os
 
 
 class UnknownDatasetError(ValueError):
@@ -56,6 +57,11 @@ class DatasetSpec:
       shapes.update({f"neighbour_{k}": v for k, v in shapes.items()
                      if k in ("image", "image_hw")})
     return shapes
+
+
+def data_root(data_dir: str | None) -> str:
+  """The TFDS data_dir, `~/tensorflow_datasets` by default, user expanded."""
+  return os.path.expanduser(data_dir or "~/tensorflow_datasets")
 
 
 def canvas_side(shorter: int, max_aspect: float) -> int:

@@ -4,8 +4,8 @@ TFDS keeps ImageNet's original JPEGs (about 500x375), so every read decodes the
 full image and resizes it to the stored 256-px shorter side, which costs more
 than the decode (BENCHMARKS.md, "ImageNet input path": 324 images/s per core,
 9-20 cores per GPU at the throughput goals). `write_split` does that resize
-once: each image, as `resizing.resize_into_canvas` or `resize_and_center_crop`
-would leave it before padding (shorter side `image_size`, aspect kept up to
+once: each image, as `resizing.fit_for_canvas` or `resize_and_center_crop`
+leave it before padding (shorter side `image_size`, aspect kept up to
 `max_aspect`, or the central square), is re-encoded as a JPEG and written to
 array_record files beside the TFDS copy. `ResizedSource` then decodes a
 ~4x smaller file and pads it into the canvas with no resize; examples keep
@@ -48,16 +48,15 @@ class ResizedStoreMissingError(FileNotFoundError):
 
 
 def store_dir(data_dir: str | None, spec: catalog.DatasetSpec) -> str:
-  root = os.path.expanduser(data_dir or "~/tensorflow_datasets")
-  return os.path.join(root, "repr_learn_resized", f"{spec.name}_{spec.image_size}")
+  return os.path.join(catalog.data_root(data_dir), "repr_learn_resized",
+                      f"{spec.name}_{spec.image_size}")
 
 
 def stored_image(image: np.ndarray, spec: catalog.DatasetSpec) -> np.ndarray:
   """`image` as the store keeps it: resized and cropped as the TFDS path
   would, before the canvas padding."""
   if spec.max_aspect > 1.0:
-    canvas, (h, w) = resizing.resize_into_canvas(image, spec.image_size, spec.max_aspect)
-    return canvas[:h, :w]
+    return resizing.fit_for_canvas(image, spec.image_size, spec.max_aspect)
   return resizing.resize_and_center_crop(image, spec.image_size)
 
 
@@ -73,10 +72,9 @@ def decode_record(record: bytes) -> tuple[np.ndarray, np.int32]:
   return image, np.int32(label)
 
 
-def _write_shard(path: str, source_fn, start: int, stop: int, spec: catalog.DatasetSpec,
+def _write_shard(source, path: str, start: int, stop: int, spec: catalog.DatasetSpec,
                  quality: int) -> int:
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
-  source = source_fn()
   writer = array_record_module.ArrayRecordWriter(path, "group_size:1")
   try:
     for index in range(start, stop):
@@ -88,9 +86,13 @@ def _write_shard(path: str, source_fn, start: int, stop: int, spec: catalog.Data
   return stop - start
 
 
-def write_split(source_fn, num_examples: int, spec: catalog.DatasetSpec, split: str,
-                data_dir: str | None, *, shards: int = 16, workers: int = 1,
-                quality: int = DEFAULT_QUALITY) -> str:
+def _open_and_write_shard(source_fn, *shard) -> int:
+  """`_write_shard` in a worker process, which opens its own source."""
+  return _write_shard(source_fn(), *shard)
+
+
+def write_split(source_fn, spec: catalog.DatasetSpec, split: str, data_dir: str | None, *,
+                shards: int = 16, workers: int = 1, quality: int = DEFAULT_QUALITY) -> str:
   """Writes `split` from the raw source `source_fn()` (TFDS examples: {image of
   any size, label}), in `shards` files over `workers` processes. Writes into a
   temporary folder and moves the finished files in, so an interrupted write
@@ -98,6 +100,8 @@ def write_split(source_fn, num_examples: int, spec: catalog.DatasetSpec, split: 
   folder = store_dir(data_dir, spec)
   if os.path.exists(os.path.join(folder, f"{split}.json")):
     return folder
+  source = source_fn()
+  num_examples = len(source)
   os.makedirs(folder, exist_ok=True)
   partial = os.path.join(folder, f".{split}.partial")
   shutil.rmtree(partial, ignore_errors=True)
@@ -105,14 +109,14 @@ def write_split(source_fn, num_examples: int, spec: catalog.DatasetSpec, split: 
   shards = max(1, min(shards, num_examples))
   bounds = np.linspace(0, num_examples, shards + 1).astype(int)
   names = [f"{split}{RECORD_SUFFIX}-{i:05d}-of-{shards:05d}" for i in range(shards)]
-  jobs = [(os.path.join(partial, name), source_fn, int(a), int(b), spec, quality)
+  jobs = [(os.path.join(partial, name), int(a), int(b), spec, quality)
           for name, a, b in zip(names, bounds[:-1], bounds[1:])]
   if workers > 1:  # spawned: the parent may hold TensorFlow's threads, which fork breaks
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-      written = sum(pool.map(_write_shard, *zip(*jobs)))
+      written = sum(pool.map(_open_and_write_shard, [source_fn] * shards, *zip(*jobs)))
   else:
-    written = sum(_write_shard(*job) for job in jobs)
+    written = sum(_write_shard(source, *job) for job in jobs)
   for name in names:
     os.replace(os.path.join(partial, name), os.path.join(folder, name))
   os.rmdir(partial)
@@ -127,8 +131,7 @@ def write_dataset(spec: catalog.DatasetSpec, data_dir: str | None, open_raw, *,
   """Writes every split the trainer and the protocols read; `open_raw(split)`
   gives a split's raw source (picklable, for the worker processes)."""
   for split in sorted({spec.pretrain_split, spec.eval_train_split, spec.eval_test_split}):
-    source_fn = functools.partial(open_raw, split)
-    folder = write_split(source_fn, len(source_fn()), spec, split, data_dir,
+    folder = write_split(functools.partial(open_raw, split), spec, split, data_dir,
                          shards=max(16, workers), workers=workers, quality=quality)
   return folder
 
@@ -146,13 +149,9 @@ class ResizedSource:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     image, label = decode_record(self._records[index])
-    out = {"label": label, "index": np.int32(index)}
-    if self._spec.max_aspect > 1.0:  # stored at its size: padded, not resized
-      out["image"], out["image_hw"] = resizing.resize_into_canvas(
-          image, self._spec.image_size, self._spec.max_aspect)
-    else:
-      out["image"] = resizing.resize_and_center_crop(image, self._spec.image_size)
-    return out
+    # Stored at its size: padded into the canvas, not resized again.
+    return {"label": label, "index": np.int32(index),
+            **resizing.stored_example(image, self._spec.image_size, self._spec.max_aspect)}
 
 
 def open_split(spec: catalog.DatasetSpec, split: str, data_dir: str | None,

@@ -32,19 +32,35 @@ def resize_and_center_crop(image: np.ndarray, size: int) -> np.ndarray:
   return resized[top:top + size, left:left + size]
 
 
-def resize_into_canvas(image: np.ndarray, shorter: int,
-                       max_aspect: float) -> tuple[np.ndarray, np.ndarray]:
-  """The whole image with its shorter side at `shorter` and its aspect kept (the
-  longer side centre-cropped beyond `max_aspect` x `shorter`), in the top-left
-  corner of a square of `catalog.canvas_side(shorter, max_aspect)` whose rest
-  repeats the edge pixels (so resampling near the image's border reads edge
-  values, as on the original file, not black); returns the canvas and the
-  image's (height, width) in it. Random-resized crops then sample the whole
-  image, as torchvision's do on the original file, at a static shape."""
+def fit_for_canvas(image: np.ndarray, shorter: int, max_aspect: float) -> np.ndarray:
+  """The whole image with its shorter side at `shorter` and its aspect kept,
+  the longer side centre-cropped beyond `max_aspect` x `shorter`: what
+  `resize_into_canvas` pads."""
   side = catalog.canvas_side(shorter, max_aspect)
   image = _shorter_side_to(image, shorter)
   top, left = max(0, (image.shape[0] - side) // 2), max(0, (image.shape[1] - side) // 2)
-  image = image[top:top + side, left:left + side]
+  return image[top:top + side, left:left + side]
+
+
+def resize_into_canvas(image: np.ndarray, shorter: int,
+                       max_aspect: float) -> tuple[np.ndarray, np.ndarray]:
+  """`fit_for_canvas`'s image in the top-left corner of a square of
+  `catalog.canvas_side(shorter, max_aspect)` whose rest repeats the edge pixels
+  (so resampling near the image's border reads edge values, as on the original
+  file, not black); returns the canvas and the image's (height, width) in it.
+  Random-resized crops then sample the whole image, as torchvision's do on the
+  original file, at a static shape."""
+  side = catalog.canvas_side(shorter, max_aspect)
+  image = fit_for_canvas(image, shorter, max_aspect)
   canvas = np.pad(image, ((0, side - image.shape[0]), (0, side - image.shape[1]), (0, 0)),
                   mode="edge")
   return canvas, np.array(image.shape[:2], np.int32)
+
+
+def stored_example(image: np.ndarray, image_size: int, max_aspect: float) -> dict[str, np.ndarray]:
+  """{image[, image_hw]} as a catalog dataset stores `image`: in its canvas
+  (`max_aspect` > 1), else the central square."""
+  if max_aspect > 1.0:
+    canvas, image_hw = resize_into_canvas(image, image_size, max_aspect)
+    return {"image": canvas, "image_hw": image_hw}
+  return {"image": resize_and_center_crop(image, image_size)}

@@ -40,14 +40,9 @@ class TfdsSource:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     example = self._source[index]
-    out = {"label": np.int32(example.get("label", -1)), "index": np.int32(index)}
-    image = np.asarray(example["image"])
-    if self._max_aspect > 1.0:
-      out["image"], out["image_hw"] = resizing.resize_into_canvas(
-          image, self._image_size, self._max_aspect)
-    else:
-      out["image"] = resizing.resize_and_center_crop(image, self._image_size)
-    return out
+    return {"label": np.int32(example.get("label", -1)), "index": np.int32(index),
+            **resizing.stored_example(np.asarray(example["image"]), self._image_size,
+                                      self._max_aspect)}
 
 
 def _prepare_command(spec: catalog.DatasetSpec, data_dir: str | None) -> str:
@@ -67,7 +62,7 @@ def open_source(spec: catalog.DatasetSpec, split: str, data_config) -> TfdsSourc
     return resized_store.open_split(spec, split, data_dir, _prepare_command(spec, data_dir))
   if spec.name == "digits":
     digits.prepare_digits(data_dir)  # Embedded: built on first use, never downloaded.
-  builder_dir = os.path.join(os.path.expanduser(data_dir or "~/tensorflow_datasets"),
+  builder_dir = os.path.join(catalog.data_root(data_dir),
                              spec.tfds_name.split(":")[0])
   if not os.path.isdir(builder_dir):
     if spec.needs_manual_dir and not data_config.manual_dir:
