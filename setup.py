@@ -35,6 +35,9 @@ setuptools.setup(
         "matplotlib>=3.8",
         # Weights in and out (repr_learn/interop): the format timm and Hugging Face ship.
         "safetensors>=0.4",
+        # CLIP's BPE tokenizer (repr_learn/data/tokenizers.py) cleans with ftfy and splits with regex.
+        "regex>=2023",
+        "ftfy>=6",
     ],
     extras_require={
         "cuda": ["jax[cuda12]>=0.10,<0.13"],

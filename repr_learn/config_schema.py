@@ -42,6 +42,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.bad_images = "error"       # image_folder files that do not decode: error (list them) | skip
   c.data.worker_count = 0           # grain worker processes (0: in the main process)
   c.data.storage = "tfds"           # tfds | resized (a copy at the stored size: prepare --resized)
+  c.data.captions = config_dict.placeholder(str)       # data.name='captions': a CSV/TSV/JSONL of image path + caption, or .tar shards (key.jpg + key.txt)
+  c.data.eval_captions = config_dict.placeholder(str)  # data.name='captions': the same for the evaluation split
+  c.data.tokenizer = "bytes"        # captioned data: bytes (UTF-8, no file) | clip_bpe (CLIP's BPE; pip install --no-deps open_clip_torch)
+  c.data.tokenizer_vocab = config_dict.placeholder(str)  # clip_bpe: its vocabulary file (default: the one the open_clip_torch wheel ships)
+  c.data.context_length = 32        # captioned data: tokens per caption, padded or truncated (CLIP 77, SigLIP 64)
+  c.data.max_captions = 5           # captioned data: captions kept per image (COCO has 5; training draws one per step)
 
   c.augment = ml_collections.ConfigDict()
   c.augment.recipe = "simclr"       # see repr_learn/data/view_recipes.py
@@ -110,7 +116,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.patch_head.output_dim = 256
   c.model.patch_head.num_layers = 3
   c.model.patch_head.num_prototypes = 8192
-  c.model.init_from = config_dict.placeholder(str)  # workdir of a pretraining run (SCAN, DEC)
+  c.model.text = ml_collections.ConfigDict()  # image-text models (CLIP, SigLIP, LiT): the text tower
+  c.model.text.size = "none"        # none | text_test | text_mini | text_base (CLIP) | text_base_768 (SigLIP B/16); see repr_learn/models/text.py
+  c.model.text.causal = True        # causal attention (CLIP) | none (SigLIP)
+  c.model.text.pooling = "eot"      # eot (CLIP: the end-of-text token) | last (SigLIP: the last position) | mean
+  c.model.text.projection_bias = False  # SigLIP's text head has a bias, CLIP's projection none
+  c.model.text.norm_epsilon = 1e-5  # LayerNorm epsilon (CLIP 1e-5, SigLIP 1e-6)
+  c.model.embed_dim = 512           # image-text: shared embedding width; 0: the image features themselves (no image head; big_vision LiT img_head=False)
+  c.model.logit_scale_init = 14.285714285714286  # image-text: temperature at init (CLIP 1/0.07; SigLIP 10); the parameter is its log
+  c.model.logit_bias_init = config_dict.placeholder(float)  # SigLIP: bias at init (-10); None: no bias (CLIP)
+  c.model.init_from = config_dict.placeholder(str)  # workdir of a pretraining run (SCAN, DEC, LiT)
 
   c.objective = ml_collections.ConfigDict()
   c.objective.name = "simclr"       # see repr_learn/objectives/__init__.py
@@ -122,6 +137,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.base_lr = 1.0         # before batch-size scaling
   c.optimizer.lr_scaling = "linear" # linear (x batch/256) | sqrt (x sqrt(batch)) | sqrt_wrt_1024 (x sqrt(batch/1024): DINOv2) | none
   c.optimizer.warmup_epochs = 10.0
+  c.optimizer.warmup_steps = config_dict.placeholder(int)  # ...or in steps (takes precedence; open_clip's --warmup)
   c.optimizer.schedule = "cosine"   # cosine (to min_lr) | steps (x lr_decay_factor at each of lr_decay_epochs: NPID) | constant
   c.optimizer.lr_decay_epochs = ()  # steps schedule: epochs where the lr drops
   c.optimizer.lr_decay_factor = 0.1  # steps schedule: the drop
@@ -136,6 +152,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.lars_clip_lr = False    # solo_learn LARS: a layer's rate never above the lr
   c.optimizer.adam_b2 = 0.999
   c.optimizer.adam_b1 = 0.9          # AdamW beta1 (MAE, data2vec 2.0 pretraining set adam_b2 = 0.95)
+  c.optimizer.adam_eps = 1e-8        # Adam/AdamW epsilon (CLIP's ViTs: 1e-6)
   c.optimizer.warmup_start_lr = 0.0  # absolute lr at step 0 of the linear warm-up (I-JEPA: 2e-4)
   c.optimizer.min_lr = 0.0           # absolute lr the cosine ends at (MAE fine-tune, I-JEPA: 1e-6)
   c.optimizer.clip_global_norm = 0.0  # > 0: global gradient norm clipped first (SimMIM 5, data2vec 2.0 4, MaskFeat 0.02)
@@ -174,6 +191,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.fewshot_l2_reg = 1024.0      # ridge strength: big_vision's fixed 2^10
   c.eval.rankme_max_examples = 25600  # RankMe/uniformity on at most this many test-split embeddings
   c.eval.dims = ()                    # also run knn, linear, fewshot and rankme on these leading feature dims (Matryoshka sizes)
+  c.eval.zeroshot_dataset = config_dict.placeholder(str)  # image-text zeroshot protocol: classify this catalogued dataset's test split (default: the evaluation data)
+  c.eval.zeroshot_templates = ()      # prompts with '{}' for the class name; () = the dataset's own (CLIP's for CIFAR, digits; see repr_learn/data/class_names.py)
 
   c.parallel = ml_collections.ConfigDict()
   c.parallel.mode = "jit"           # jit: one program over the global batch (global BatchNorm) | pmap: per-device programs (see repr_learn/parallel.py)
@@ -188,6 +207,9 @@ def base_config() -> ml_collections.ConfigDict:
 # Per-section allowed values, checked before anything is built.
 _CHOICES = {
     ("model", "dtype"): ("float32", "bfloat16", "float16"),
+    ("data", "tokenizer"): ("bytes", "clip_bpe"),
+    ("model.text", "size"): ("none", "text_test", "text_mini", "text_base", "text_base_768"),
+    ("model.text", "pooling"): ("eot", "last", "mean"),
     ("model", "stem"): ("cifar", "imagenet"),
     ("model", "pooling"): ("cls", "gap", "mean", "gap_fc_norm"),
     ("model", "resnet_padding"): ("torch", "same"),
@@ -334,8 +356,8 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
   for key in _AT_LEAST_ONE:
     if _get(config, key) < 1:
       raise ValueError(f"config.{key} must be at least 1, got {_get(config, key)}.")
-  for key in _NON_NEGATIVE:
-    if _get(config, key) < 0:
+  for key in _NON_NEGATIVE + ("optimizer.warmup_steps",):
+    if _get(config, key) is not None and _get(config, key) < 0:
       raise ValueError(f"config.{key} must not be negative, got {_get(config, key)}.")
   if config.optimizer.lars_clip_lr and not (config.optimizer.name == "lars"
                                             and config.optimizer.lars_variant == "solo_learn"):
@@ -422,6 +444,9 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
   defaults = base_config()
   model, opt, aug = config.model, config.optimizer, config.augment
   vit = model.backbone.startswith("vit")
+  from repr_learn.data import catalog  # Local import, as the others here.
+  spec = catalog.CATALOG.get(config.data.name)
+  captioned = spec is not None and spec.captioned
   checks = (
       ("model.num_heads", vit, "a ViT backbone"),
       ("model.freeze_patch_embed", vit, "a ViT backbone"),
@@ -456,9 +481,20 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
        "eval.linear_features='dinov2'"),
       ("augment.blur_kernel_size", aug.recipe == "multicrop_dinov2",
        "augment.recipe 'multicrop_dinov2'"),
-      ("data.storage", config.data.name != "image_folder",
-       "a catalogued TFDS dataset (image folders are read as they are)"),
+      ("data.storage", config.data.name != "image_folder" and not captioned,
+       "a catalogued TFDS dataset without captions (image folders are read as they are; the "
+       "resized copy holds no captions)"),
+      ("data.captions", config.data.name == "captions", "data.name='captions'"),
+      ("data.eval_captions", config.data.name == "captions", "data.name='captions'"),
   )
+  for key in ("tokenizer", "tokenizer_vocab", "context_length", "max_captions"):
+    checks += ((f"data.{key}", captioned or config.data.name not in catalog.CATALOG,
+                "a captioned dataset (data.name 'shapes', 'coco_captions' or 'captions')"),)
+  text = model.text.size != "none"
+  for key in ("causal", "pooling", "projection_bias", "norm_epsilon"):
+    checks += ((f"model.text.{key}", text, "a text tower (model.text.size)"),)
+  for key in ("embed_dim", "logit_scale_init", "logit_bias_init"):
+    checks += ((f"model.{key}", text, "a text tower (model.text.size)"),)
   for key, applies, needs in checks:
     if not applies and _get(config, key) != _get(defaults, key):
       raise ValueError(f"config.{key}={_get(config, key)!r} takes effect only with {needs}; "

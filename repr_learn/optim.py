@@ -473,12 +473,13 @@ def _base_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
         optax.sgd(schedule, momentum=config.momentum))
   if config.name == "adamw":
     return optax.adamw(schedule, b1=config.get("adam_b1", 0.9), b2=config.adam_b2,
-                       weight_decay=decay, mask=mask)
+                       eps=config.get("adam_eps", 1e-8), weight_decay=decay, mask=mask)
   if config.name == "adam":
     # torch.optim.Adam's weight_decay: an L2 term added to the gradient before
     # the moments (SCAN), not AdamW's decoupled decay.
     return optax.chain(
         optax.add_decayed_weights(decay, mask=mask),
-        optax.scale_by_adam(b1=config.get("adam_b1", 0.9), b2=config.adam_b2),
+        optax.scale_by_adam(b1=config.get("adam_b1", 0.9), b2=config.adam_b2,
+                            eps=config.get("adam_eps", 1e-8)),
         optax.scale_by_learning_rate(schedule))
   raise ValueError(f"Unknown optimizer.name {config.name!r}; choose one of {OPTIMIZERS}.")

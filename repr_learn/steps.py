@@ -62,7 +62,7 @@ def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
       out = out._replace(batch_stats=jax.lax.pmean(out.batch_stats, device_axis))
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     updates = base.without_frozen_updates(updates, frozen)
-    params = optax.apply_updates(state.params, updates)
+    params = objective.constrain_params(optax.apply_updates(state.params, updates))
     extra = objective.update_extra(state.extra, params, out.aux, state.step)
 
     probe_state, probe_metrics = state.probe, {}
@@ -98,12 +98,17 @@ def make_train_step(objective: base.Objective, tx: optax.GradientTransformation,
 
 
 
+# Batch entries that reach the loss only through the network (whose outputs
+# the per-device step gathers instead): images, their sizes in the canvas, and
+# the captions' tokens.
+_NETWORK_INPUTS = ("image", "image_hw", "tokens", "num_captions")
+
+
 def _with_global_labels(batch: Batch, device_axis: str | None) -> Batch:
-  """In the per-device step, every entry but the images and their sizes in the
-  canvas (labels, example indices) gathered over the devices; the images reach
-  the loss only through the network, whose outputs are gathered instead."""
+  """In the per-device step, every entry but the network's inputs (labels,
+  example indices) gathered over the devices."""
   if device_axis is None:
     return batch
-  return {k: v if k.endswith(("image", "image_hw"))
+  return {k: v if k.endswith(_NETWORK_INPUTS)
           else jax.lax.all_gather(v, device_axis, tiled=True)
           for k, v in batch.items()}

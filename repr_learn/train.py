@@ -34,6 +34,7 @@ from repr_learn import steps
 from repr_learn import train_state as train_state_lib
 from repr_learn import workdir as workdir_lib
 from repr_learn.data import augment
+from repr_learn.data import captions
 from repr_learn.data import catalog
 from repr_learn.data import pipeline
 from repr_learn.data import sources
@@ -72,7 +73,9 @@ def resolve_durations(config: ml_collections.ConfigDict, num_train_examples: int
     total = config.num_steps
   else:
     total = int(math.ceil(config.num_epochs * steps_per_epoch))
-  warmup = int(round(config.optimizer.warmup_epochs * steps_per_epoch))
+  warmup = config.optimizer.warmup_steps
+  if warmup is None:
+    warmup = int(round(config.optimizer.warmup_epochs * steps_per_epoch))
   return Durations(steps_per_epoch=steps_per_epoch, total_steps=max(total, 1),
                    warmup_steps=warmup)
 
@@ -91,12 +94,15 @@ def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
   # SyncBN of the per-device mode; the jit mode's statistics are global anyway.
   sync_bn = config.parallel.mode == "pmap" and config.parallel.sync_batchnorm
 
+  token_format = _token_format(config)
+
   def network(bn_axis_name):
     return models.build_network(config.model, image_size=config.augment.crop_size,
                                 decoder_output_dim=cls.decoder_output_dim(config),
                                 bn_axis_name=bn_axis_name,
                                 matryoshka_dims=tuple(config.objective.matryoshka_dims),
-                                matryoshka_efficient=config.objective.matryoshka_efficient)
+                                matryoshka_efficient=config.objective.matryoshka_efficient,
+                                token_format=token_format)
 
   views = view_recipes.build_views(config.augment)
   objective = cls(config=config.objective,
@@ -108,6 +114,16 @@ def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
                   pixel_mean=tuple(config.model.pixel_mean),
                   pixel_std=tuple(config.model.pixel_std))
   return objective
+
+
+def _token_format(config: ml_collections.ConfigDict) -> models.text.TokenFormat | None:
+  """What a text tower reads from the captioned data (None without one)."""
+  if config.model.text.size == "none":
+    return None
+  tokenizer = captions.from_config(config.data)
+  return models.text.TokenFormat(vocab_size=tokenizer.vocab_size,
+                                 context_length=config.data.context_length,
+                                 eot_id=tokenizer.eot_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +168,8 @@ class Setup:
 
   def abstract_batch(self, spec: catalog.DatasetSpec) -> dict[str, jax.ShapeDtypeStruct]:
     """Shapes and dtypes of a global training batch of `spec` (compile-only tools)."""
-    shapes = spec.example_shapes(self.objective.pairs_with_neighbours)
+    shapes = spec.example_shapes(self.objective.pairs_with_neighbours,
+                                 (self.config.data.max_captions, self.config.data.context_length))
     return {k: jax.ShapeDtypeStruct((self.config.batch_size,) + shape, dtype)
             for k, (shape, dtype) in shapes.items()}
 

@@ -15,7 +15,10 @@ from repr_learn import parallel
 from repr_learn import train
 from repr_learn.data import catalog
 
-NUM_TRAIN = {"imagenet2012": 1_281_167, "cifar10": 50_000}
+# Training examples: ImageNet, CIFAR-10, COCO's train+restval, and CC3M (the
+# users' caption files: open_clip's README recipe).
+NUM_TRAIN = {"imagenet2012": 1_281_167, "cifar10": 50_000, "coco_captions": 113_287,
+             "captions": 2_900_000}
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -24,9 +27,8 @@ def _recipes():
     if path.stem in ("__init__", "common"):
       continue
     module = importlib.import_module(f"configs.{path.stem}")
-    for variant in common.variants(module):
-      if variant.startswith(("imagenet", "cifar10")):
-        yield path.stem, variant
+    for variant in common.recipe_variants(module):
+      yield path.stem, variant
 
 
 @pytest.mark.parametrize("method,variant", list(_recipes()))

@@ -29,6 +29,9 @@ class DatasetSpec:
       of `canvas_size`, so random-resized crops see the whole image as
       torchvision's do (MoCo, DINO, ...), and evaluation takes the standard
       Resize(256) + CenterCrop(224). 1: the central square only.
+    captioned: examples carry captions (image-text training): 'tokens'
+      int32 [data.max_captions, data.context_length], the tokenized captions
+      of the image, and 'num_captions', how many of those rows are real.
   """
   name: str
   tfds_name: str
@@ -39,20 +42,26 @@ class DatasetSpec:
   image_size: int
   needs_manual_dir: bool = False
   max_aspect: float = 1.0
+  captioned: bool = False
 
   @property
   def canvas_size(self) -> int:
     """Side of the stored image arrays."""
     return canvas_side(self.image_size, self.max_aspect)
 
-  def example_shapes(self, pairs_with_neighbours: bool = False) -> dict[str, tuple]:
+  def example_shapes(self, pairs_with_neighbours: bool = False,
+                     captions: tuple[int, int] = (0, 0)) -> dict[str, tuple]:
     """{key: (shape, dtype)} of one example as the sources give it (and, with
-    `pairs_with_neighbours`, as SCAN's pairing adds to it)."""
+    `pairs_with_neighbours`, as SCAN's pairing adds to it); `captions` is
+    (data.max_captions, data.context_length) for captioned datasets."""
     side = self.canvas_size
     shapes = {"image": ((side, side, 3), "uint8"), "label": ((), "int32"),
               "index": ((), "int32")}
     if self.max_aspect > 1.0:
       shapes["image_hw"] = ((2,), "int32")
+    if self.captioned:
+      shapes["tokens"] = (tuple(captions), "int32")
+      shapes["num_captions"] = ((), "int32")
     if pairs_with_neighbours:
       shapes.update({f"neighbour_{k}": v for k, v in shapes.items()
                      if k in ("image", "image_hw")})
@@ -60,8 +69,10 @@ class DatasetSpec:
 
 
 def data_root(data_dir: str | None) -> str:
-  """The TFDS data_dir, `~/tensorflow_datasets` by default, user expanded."""
-  return os.path.expanduser(data_dir or "~/tensorflow_datasets")
+  """The TFDS data_dir: `data_dir`, else TFDS's own default ($TFDS_DATA_DIR,
+  else `~/tensorflow_datasets`), user expanded."""
+  return os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR")
+                            or "~/tensorflow_datasets")
 
 
 def canvas_side(shorter: int, max_aspect: float) -> int:
@@ -80,6 +91,13 @@ _SPECS = (
     DatasetSpec("imagenet2012", "imagenet2012", "train", "train", "validation", 1000, 256,
                 needs_manual_dir=True, max_aspect=4 / 3),
     DatasetSpec("image_folder", "", "train", "train", "test", 0, 96),
+    DatasetSpec("shapes", "repr_learn_shapes", "train", "train", "test", 24, 32,
+                captioned=True),
+    # Karpathy's splits; `restval` (30,504 images) is the usual extra training data.
+    DatasetSpec("coco_captions", "coco_captions", "train+restval", "train", "test", 0, 224,
+                captioned=True),
+    # The user's own: a caption table or tar shards (data.captions, data.eval_captions).
+    DatasetSpec("captions", "", "train", "train", "test", 0, 224, captioned=True),
 )
 CATALOG = {spec.name: spec for spec in _SPECS}
 

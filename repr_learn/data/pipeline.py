@@ -116,7 +116,7 @@ def iterate_eval_batches(source, *, batch_size: int, process_index: int,
     else:
       template = source[0]
     batch = {}
-    for key in ("image", "label", "index", "image_hw"):
+    for key in ("image", "label", "index", "image_hw", "tokens", "num_captions"):
       if key not in template:
         continue
       stacked = np.zeros((batch_size,) + np.shape(template[key]),

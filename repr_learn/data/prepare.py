@@ -19,7 +19,6 @@ from absl import flags
 import tensorflow_datasets as tfds
 
 from repr_learn.data import catalog
-from repr_learn.data import digits
 from repr_learn.data import resized_store
 from repr_learn.data import sources
 
@@ -37,11 +36,12 @@ flags.mark_flag_as_required("dataset")
 def main(argv):
   del argv
   spec = catalog.get_spec(_DATASET.value)
-  if spec.name == "image_folder":
-    raise app.UsageError("image_folder needs no preparation; point data.data_dir at it.")
-  if spec.name == "digits":
-    digits.prepare_digits(_DATA_DIR.value)
-  else:
+  if not spec.tfds_name:
+    raise app.UsageError(f"{spec.name} needs no preparation: its files are read as they are.")
+  if spec.captioned and _RESIZED.value:
+    raise app.UsageError("The resized copy holds images and labels only; captioned datasets "
+                         "are read from TFDS (drop --resized).")
+  if not sources.prepare_generated(spec, _DATA_DIR.value):
     builder = tfds.builder(spec.tfds_name, data_dir=_DATA_DIR.value)
     builder.download_and_prepare(
         file_format="array_record",

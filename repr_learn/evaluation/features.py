@@ -16,12 +16,18 @@ from repr_learn.data import pipeline
 
 
 class FeatureExtractor:
-  """Runs `outputs(params, batch_stats, extra, x) -> {name: [N, ...]}` over a split."""
+  """Runs `outputs(params, batch_stats, extra, x) -> {name: [N, ...]}` over a split.
+
+  `passthrough` names example fields returned beside the outputs, in the same
+  order (a captioned split's 'tokens' and 'num_captions', for retrieval).
+  """
 
   def __init__(self, outputs: Callable, mesh, image_size: int, batch_size: int,
-               mean=augment.IMAGENET_MEAN, std=augment.IMAGENET_STD):
+               mean=augment.IMAGENET_MEAN, std=augment.IMAGENET_STD,
+               passthrough: tuple[str, ...] = ()):
     self._mesh = mesh
     self._batch_size = batch_size
+    self._passthrough = passthrough
 
     def forward(params, batch_stats, extra, images, image_hw):
       x = augment.center_view(images, image_size, mean, std, image_hw)
@@ -41,6 +47,7 @@ class FeatureExtractor:
       batch = parallel.global_batch(local, self._mesh)
       out = self._forward(state.params, state.batch_stats, state.extra, batch["image"],
                           batch.get("image_hw"))
+      out = {**out, **{k: batch[k] for k in self._passthrough}}
       out, y, i, m = parallel.fetch((out, batch["label"], batch["index"], batch["mask"]))
       m = np.asarray(m)
       for k, v in out.items():
@@ -88,3 +95,35 @@ def vit_linear_outputs(objective, n_last_blocks: int, avgpool: bool) -> Callable
     return {"features": features}
 
   return outputs
+
+
+class TextEmbedder:
+  """The text tower's embeddings of token sequences [M, L] -> [M, D], in
+  batches of `batch_size` split over the mesh (every process passes the same
+  sequences, as prompts and caption lists are known on every host)."""
+
+  def __init__(self, objective, mesh, batch_size: int):
+    self._mesh = mesh
+    self._batch_size = batch_size
+
+    def forward(params, batch_stats, tokens):
+      out, _ = objective.apply(params, batch_stats, tokens, train=False,
+                               method=objective.network.encode_text)
+      return out
+
+    self._forward = jax.jit(forward, out_shardings=parallel.batch_sharded(mesh))
+
+  def __call__(self, state, tokens: np.ndarray) -> np.ndarray:
+    tokens = np.asarray(tokens, np.int32)
+    size, processes = self._batch_size, jax.process_count()
+    share = size // processes
+    out = []
+    for start in range(0, len(tokens), size):
+      chunk = np.zeros((size,) + tokens.shape[1:], np.int32)
+      rows = tokens[start:start + size]
+      chunk[:len(rows)] = rows
+      mine = chunk[jax.process_index() * share:(jax.process_index() + 1) * share]
+      batch = parallel.global_batch({"tokens": mine}, self._mesh)
+      embedded = parallel.fetch(self._forward(state.params, state.batch_stats, batch["tokens"]))
+      out.append(np.asarray(embedded)[:len(rows)])
+    return np.concatenate(out)

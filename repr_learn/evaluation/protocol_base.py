@@ -75,11 +75,12 @@ class EvalContext:
       self._sources[split] = sources.open_source(self.spec, split, self.data_config)
     return self._sources[split]
 
-  def extractor(self, outputs: Callable) -> features.FeatureExtractor:
+  def extractor(self, outputs: Callable, passthrough: tuple[str, ...] = ()
+                ) -> features.FeatureExtractor:
     """A compiled forward for protocols that need more than backbone features."""
     return features.FeatureExtractor(outputs, self.mesh, self.image_size,
                                      self.config.eval.batch_size, self.objective.pixel_mean,
-                                     self.objective.pixel_std)
+                                     self.objective.pixel_std, passthrough)
 
   def backbone_features(self, state, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(features [N, D], labels [N]) of `split`, computed once per state."""

@@ -20,6 +20,7 @@ import jax
 # The protocols register themselves on import (`protocol_base.register`).
 from repr_learn.evaluation import clustering_protocol  # pylint: disable=unused-import
 from repr_learn.evaluation import finetune_protocol  # pylint: disable=unused-import
+from repr_learn.evaluation import image_text_protocols  # pylint: disable=unused-import
 from repr_learn.evaluation import knn_protocol  # pylint: disable=unused-import
 from repr_learn.evaluation import plots_protocol  # pylint: disable=unused-import
 from repr_learn.evaluation import probe_protocols  # pylint: disable=unused-import

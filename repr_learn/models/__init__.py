@@ -6,6 +6,8 @@ import ml_collections
 
 from repr_learn.models import heads
 from repr_learn.models import resnet
+from repr_learn.models import text
+from repr_learn.models import two_towers
 from repr_learn.models import vit
 
 BACKBONES = tuple(resnet.RESNET_DEPTHS) + tuple(vit.VIT_SIZES)
@@ -197,15 +199,20 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
                   decoder_output_dim: int | None = None,
                   bn_axis_name: str | None = None,
                   matryoshka_dims: tuple[int, ...] = (),
-                  matryoshka_efficient: bool = False) -> nn.Module:
+                  matryoshka_efficient: bool = False,
+                  token_format: text.TokenFormat | None = None) -> nn.Module:
   """Backbone + projector (+ predictor when `predictor.num_layers > 0`, +
   prototypes when `prototypes.num_prototypes > 0`); or, with a
   `decoder.kind`, a ViT and its masked-modeling head predicting
   `decoder_output_dim` values per token. Every BatchNorm averages over the
   device axis `bn_axis_name` when given (SyncBN in the per-device mode).
   `matryoshka_dims` nests the backbone features (`SiameseNetwork`), with one
-  projector first layer shared by the sizes when `matryoshka_efficient`."""
+  projector first layer shared by the sizes when `matryoshka_efficient`.
+  With a text tower (`model.text.size`), the image-text network reading
+  tokens in `token_format`."""
   dtype = jnp.dtype(config.dtype)
+  if config.text.size != "none":
+    return _two_tower_network(config, image_size, bn_axis_name, token_format)
   if matryoshka_dims and (config.decoder.kind != "none" or config.patch_head.kind != "none"):
     raise ValueError("Matryoshka sizes nest a backbone + projector network; this one has "
                      "token heads (model.decoder.kind or model.patch_head.kind).")
@@ -240,6 +247,37 @@ def build_network(config: ml_collections.ConfigDict, *, image_size: int = 224,
   return SiameseNetwork(backbone=build_backbone(config, image_size, bn_axis_name),
                         projector=projector, predictor=predictor, prototypes=prototypes,
                         matryoshka_dims=tuple(matryoshka_dims))
+
+
+def _two_tower_network(config: ml_collections.ConfigDict, image_size: int,
+                       bn_axis_name: str | None,
+                       token_format: text.TokenFormat | None) -> two_towers.TwoTowerNetwork:
+  """CLIP/SigLIP/LiT: the backbone (+ a linear image head to `model.embed_dim`)
+  and the text tower projecting to the same width."""
+  if token_format is None:
+    raise ValueError("A text tower (model.text.size) needs captioned data: set data.name to "
+                     "'shapes', 'coco_captions' or 'captions'.")
+  if config.decoder.kind != "none" or config.patch_head.kind != "none":
+    raise ValueError("model.text.size builds an image-text network; it takes no "
+                     "model.decoder or model.patch_head.")
+  dtype = jnp.dtype(config.dtype)
+  backbone = build_backbone(config, image_size, bn_axis_name)
+  image_head = None
+  if config.embed_dim:
+    image_head = nn.Dense(config.embed_dim, use_bias=False, dtype=dtype, name="image_head")
+  width, depth, num_heads, mlp_dim = text.TEXT_SIZES[config.text.size]
+  tower = text.TextTransformer(
+      vocab_size=token_format.vocab_size, context_length=token_format.context_length,
+      width=width, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim,
+      output_dim=config.embed_dim or backbone.num_features, causal=config.text.causal,
+      pooling=config.text.pooling, eot_id=token_format.eot_id,
+      projection_bias=config.text.projection_bias, norm_epsilon=config.text.norm_epsilon,
+      approximate_gelu=config.gelu == "tanh", attention=config.attention, dtype=dtype,
+      name="text")
+  return two_towers.TwoTowerNetwork(backbone=backbone, image_head=image_head, text=tower,
+                                    context_length=token_format.context_length,
+                                    logit_scale_init=config.logit_scale_init,
+                                    logit_bias_init=config.logit_bias_init)
 
 
 def _self_distillation_network(config: ml_collections.ConfigDict, image_size: int,

@@ -131,9 +131,12 @@ def attention_implementation(choice: str, dtype, head_dim: int, length: int,
 
 
 class SelfAttention(nn.Module):
+  """Multi-head self-attention; `causal`: each token attends to itself and
+  the tokens before it (CLIP's text tower)."""
   num_heads: int
   dtype: Any = jnp.float32
   attention: str = "xla"
+  causal: bool = False
 
   @nn.compact
   def __call__(self, x, key_mask=None):
@@ -147,7 +150,8 @@ class SelfAttention(nn.Module):
     mask = None if key_mask is None else key_mask[:, None, None, :]
     implementation = attention_implementation(self.attention, q.dtype, head_dim, length,
                                               mask is not None)
-    out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal,
+                                       implementation=implementation)
     return nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="out")(out)
 
 
@@ -163,6 +167,9 @@ class EncoderBlock(nn.Module):
     attention: see `attention_implementation`.
     approximate_gelu: the tanh form of GELU (runs trained before exact GELU
       became the default); timm, MAE, DINO and DINOv2 use the exact one.
+    causal: causal self-attention (CLIP's text tower).
+    norm_epsilon: the LayerNorms' epsilon (flax's 1e-6 as timm's ViTs; CLIP's
+      text tower, a torch nn.LayerNorm, 1e-5).
     freeze_patch_embed: the patch projection passes no gradient and keeps its
       random initialisation (MoCo v3's `--stop-grad-conv1`, for stability);
       exclude 'patch_embed' from weight decay too, or AdamW still shrinks it.
@@ -175,6 +182,8 @@ class EncoderBlock(nn.Module):
   post_norm: bool = False
   attention: str = "xla"
   approximate_gelu: bool = False
+  causal: bool = False
+  norm_epsilon: float = 1e-6
 
   def _branch_out(self, y, name, train):
     if self.layer_scale > 0:
@@ -189,9 +198,10 @@ class EncoderBlock(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False, key_mask=None):
     """Returns (x, the FFN's output before the residual addition)."""
-    attention = SelfAttention(self.num_heads, self.dtype, self.attention, name="attention")
-    norm1 = nn.LayerNorm(dtype=self.dtype, name="norm1")
-    norm2 = nn.LayerNorm(dtype=self.dtype, name="norm2")
+    attention = SelfAttention(self.num_heads, self.dtype, self.attention, self.causal,
+                              name="attention")
+    norm1 = nn.LayerNorm(epsilon=self.norm_epsilon, dtype=self.dtype, name="norm1")
+    norm2 = nn.LayerNorm(epsilon=self.norm_epsilon, dtype=self.dtype, name="norm2")
 
     def mlp(y):
       y = nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(y)

@@ -12,6 +12,7 @@ from repr_learn.objectives import dino
 from repr_learn.objectives import finetune
 from repr_learn.objectives import ibot
 from repr_learn.objectives import ijepa
+from repr_learn.objectives import image_text
 from repr_learn.objectives import imported
 from repr_learn.objectives import mim
 from repr_learn.objectives import moco
@@ -31,7 +32,7 @@ REGISTRY: dict[str, type[base.Objective]] = {
         align_uniform.AlignUniform, swav.SwAV, deepcluster.DeepClusterV2,
         deepcluster.SeLa, dino.DINO, ibot.IBOT, ibot.DINOv2, scan.SCAN, dec.DEC,
         mim.MAE, mim.SimMIM, mim.MaskFeat, data2vec.Data2Vec2, ijepa.IJEPA,
-        imported.Imported)
+        image_text.CLIP, image_text.SigLIP, imported.Imported)
 }
 
 

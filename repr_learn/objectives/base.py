@@ -203,6 +203,12 @@ class Objective:
     del step
     return {}
 
+  def constrain_params(self, params: PyTree) -> PyTree:
+    """The parameters after the optimizer step, projected onto their allowed
+    set (CLIP's temperature clamped at 100, as open_clip clamps it in place
+    after each step); unchanged by default."""
+    return params
+
   def update_extra(self, extra: PyTree, params: PyTree, aux: PyTree,
                    step: jax.Array) -> PyTree:
     """Evolves `extra` after the optimizer step (EMA, enqueue, ...)."""

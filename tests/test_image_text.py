@@ -1,0 +1,279 @@
+"""CLIP, SigLIP and LiT: the losses against numpy transcriptions of open_clip
+and big_vision, their chunked form, the text tower, the objective in both
+parallel modes, retrieval and zero-shot metrics on hand-built cases, and runs
+on the generated shapes captions (exact resume, LiT's locked tower)."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from repr_learn import parallel
+from repr_learn import train
+from repr_learn.data import catalog
+from repr_learn.evaluation import retrieval
+from repr_learn.losses import image_text
+from repr_learn.models import text as text_lib
+from tests import config_overrides
+
+
+def _unit_rows(rng, n, d):
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _log_softmax(x, axis):
+  x = x - x.max(axis=axis, keepdims=True)
+  return x - np.log(np.exp(x).sum(axis=axis, keepdims=True))
+
+
+def _clip_reference(image, text, scale):
+  """open_clip `ClipLoss` (world size 1): (CE(L, arange) + CE(L^T, arange)) / 2."""
+  logits = scale * image.astype(np.float64) @ text.T.astype(np.float64)
+  idx = np.arange(len(image))
+  per_image = -_log_softmax(logits, 1)[idx, idx].mean()
+  per_text = -_log_softmax(logits.T, 1)[idx, idx].mean()
+  return (per_image + per_text) / 2
+
+
+def _siglip_reference(image, text, scale, bias):
+  """big_vision `siglip.py`: loglik = log_sigmoid(z * logits), nll = -sum over
+  texts, mean over images."""
+  logits = scale * image.astype(np.float64) @ text.T.astype(np.float64) + bias
+  z = 2 * np.eye(len(image)) - 1
+  loglik = -np.logaddexp(0.0, -z * logits)
+  return np.mean(-loglik.sum(axis=-1))
+
+
+_clip = jax.jit(image_text.clip_loss, static_argnames="chunk_rows")
+_siglip = jax.jit(image_text.siglip_loss, static_argnames="chunk_rows")
+
+
+def test_clip_loss_equals_open_clips_two_cross_entropies():
+  rng = np.random.default_rng(0)
+  image, text = _unit_rows(rng, 6, 5), _unit_rows(rng, 6, 5)
+  np.testing.assert_allclose(_clip(image, text, 14.285714), _clip_reference(image, text, 14.285714),
+                             rtol=1e-5)
+
+
+def test_clip_loss_of_indistinguishable_pairs_is_log_batch():
+  """Every logit equal: each softmax is uniform over the B candidates."""
+  same = np.tile(_unit_rows(np.random.default_rng(1), 1, 4), (8, 1))
+  np.testing.assert_allclose(_clip(same, same, 14.3), np.log(8), rtol=1e-6)
+
+
+def test_siglip_loss_equals_big_visions_and_is_normalised_per_image():
+  rng = np.random.default_rng(2)
+  image, text = _unit_rows(rng, 6, 5), _unit_rows(rng, 6, 5)
+  np.testing.assert_allclose(_siglip(image, text, 10.0, -10.0),
+                             _siglip_reference(image, text, 10.0, -10.0), rtol=1e-5)
+  # Orthonormal pairs at t=10, b=-10: each row is softplus(-(t+b)) for its pair
+  # plus (B-1) softplus(b) for the others, summed per image (not averaged over
+  # the B^2 pairs): the paper's initial loss, log 2 + (B-1) log(1 + e^-10).
+  eye = np.eye(8, dtype=np.float32)
+  expected = np.log(2.0) + 7 * np.log1p(np.exp(-10.0))
+  np.testing.assert_allclose(_siglip(eye, eye, 10.0, -10.0), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["clip", "siglip"])
+def test_chunked_losses_equal_the_plain_ones_with_their_gradients(which):
+  rng = np.random.default_rng(3)
+  image, text = _unit_rows(rng, 12, 6), _unit_rows(rng, 12, 6)
+  if which == "clip":
+    fn = lambda i, t, s, b, chunk: image_text.clip_loss(i, t, s, chunk_rows=chunk)
+  else:
+    fn = lambda i, t, s, b, chunk: image_text.siglip_loss(i, t, s, b, chunk_rows=chunk)
+  grad = jax.jit(jax.value_and_grad(fn, argnums=(0, 1, 2, 3)), static_argnums=4)
+  plain = grad(image, text, 9.0, -3.0, 0)
+  for chunk in (3, 4):
+    chunked = grad(image, text, 9.0, -3.0, chunk)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 plain, chunked)
+
+
+def test_a_chunk_size_that_does_not_divide_the_batch_is_refused():
+  ones = np.ones((10, 4), np.float32)
+  with pytest.raises(ValueError, match="objective.chunk_rows to a divisor"):
+    image_text.clip_loss(ones, ones, 1.0, chunk_rows=4)
+
+
+# -- The text tower.
+
+def _tower(causal, pooling):
+  return text_lib.TextTransformer(vocab_size=20, context_length=6, width=16, depth=1,
+                                  num_heads=2, mlp_dim=32, output_dim=8, causal=causal,
+                                  pooling=pooling, eot_id=2)
+
+
+def test_causal_tower_pooled_at_eot_ignores_what_follows_it():
+  tower = _tower(True, "eot")
+  tokens = np.array([[1, 5, 7, 2, 0, 0]], np.int32)
+  variables = tower.init(jax.random.PRNGKey(0), tokens)
+  apply = jax.jit(tower.apply)
+  after = tokens.copy()
+  after[0, 4:] = (9, 2)  # tokens after the first EOT
+  before = tokens.copy()
+  before[0, 1] = 6  # a token before it
+  base = apply(variables, tokens)
+  np.testing.assert_allclose(apply(variables, after), base, rtol=1e-6)
+  assert not np.allclose(apply(variables, before), base)
+
+
+def test_bidirectional_tower_pooled_last_reads_every_token():
+  tower = _tower(False, "last")
+  tokens = np.array([[1, 5, 7, 2, 0, 0]], np.int32)
+  variables = tower.init(jax.random.PRNGKey(0), tokens)
+  changed = tokens.copy()
+  changed[0, 1] = 6
+  assert not np.allclose(tower.apply(variables, changed), tower.apply(variables, tokens))
+
+
+def test_tokens_of_another_length_are_refused():
+  tower = _tower(True, "eot")
+  with pytest.raises(ValueError, match="tokenize to data.context_length"):
+    tower.init(jax.random.PRNGKey(0), np.zeros((1, 5), np.int32))
+
+
+# -- Retrieval and zero-shot metrics.
+
+def test_recall_counts_any_own_caption_for_images_and_the_own_image_for_captions():
+  # 3 images, captions 0,1 -> image 0; 2 -> image 1; 3,4 -> image 2.
+  caption_image = np.array([0, 0, 1, 2, 2])
+  sims = np.array([[0.1, 0.9, 0.2, 0.95, 0.0],   # best own caption (0.9) ranks 2nd
+                   [0.5, 0.45, 0.4, 0.2, 0.3],   # own caption (0.4) ranks 3rd
+                   [0.0, 0.2, 0.1, 0.3, 0.8]])   # own caption ranks 1st
+  r = retrieval.recall_at_k(sims, caption_image, ks=(1, 2, 3))
+  np.testing.assert_allclose([r["image_to_text_r@1"], r["image_to_text_r@2"],
+                              r["image_to_text_r@3"]], [100 / 3, 200 / 3, 100])
+  # Each caption's rank of its image (its column): c0 0.1 < 0.5 -> 2nd; c1 0.9 -> 1st;
+  # c2 0.4 -> 1st; c3 0.3 < 0.95 -> 2nd; c4 0.8 -> 1st.
+  np.testing.assert_allclose([r["text_to_image_r@1"], r["text_to_image_r@2"]], [60.0, 100.0])
+
+
+def test_tied_scores_are_ordered_at_random_in_expectation():
+  """Constant scores give chance; an image with 2 of 6 identical captions
+  finds one in the top 2 with probability 1 - C(4,2)/C(6,2) = 9/15."""
+  r = retrieval.recall_at_k(np.zeros((4, 4)), np.arange(4), ks=(1, 2))
+  np.testing.assert_allclose([r["image_to_text_r@1"], r["text_to_image_r@2"]], [25.0, 50.0])
+  r = retrieval.recall_at_k(np.zeros((3, 6)), np.array([0, 0, 1, 1, 2, 2]), ks=(2,))
+  np.testing.assert_allclose(r["image_to_text_r@2"], 100 * 9 / 15)
+  # Monte Carlo over random tie orders agrees.
+  rng = np.random.default_rng(0)
+  sims = np.round(rng.uniform(size=(5, 10)), 1)  # many ties
+  caption_image = np.repeat(np.arange(5), 2)
+  draws = []
+  for _ in range(2000):
+    jitter = rng.uniform(0, 1e-3, sims.shape)  # a random order within each tie
+    draws.append(retrieval.recall_at_k(sims + jitter, caption_image, ks=(1, 3)))
+  r = retrieval.recall_at_k(sims, caption_image, ks=(1, 3))
+  for key in r:
+    np.testing.assert_allclose(r[key], np.mean([d[key] for d in draws]), atol=1.5)
+
+
+def test_zeroshot_averages_normalised_prompt_embeddings_per_class():
+  prompts = np.array([[2.0, 0.0], [0.0, 1.0],    # class 0: mean of (1,0) and (0,1)
+                      [0.0, -3.0], [0.0, -1.0]])  # class 1: (0,-1)
+  classifier = retrieval.zeroshot_classifier(prompts, 2)
+  np.testing.assert_allclose(classifier, [[2 ** -0.5, 2 ** -0.5], [0.0, -1.0]], atol=1e-6)
+  images = np.array([[1.0, 0.2], [0.1, -1.0], [0.3, 1.0]])  # the last is misclassified
+  r = retrieval.zeroshot_accuracy(images, classifier, np.array([0, 1, 1]))
+  np.testing.assert_allclose(r["top1"], 200 / 3)
+
+
+# -- The objective in the trainer's step.
+
+def _config(method="clip", variant="smoke", **overrides):
+  config = importlib.import_module(f"configs.{method}").get_config(variant)
+  return config_overrides.override(config, **overrides)
+
+
+def _caption_batch(config, mesh, seed=0):
+  rng = np.random.default_rng(seed)
+  n, length, captions = config.batch_size, config.data.context_length, config.data.max_captions
+  tokens = rng.integers(3, 200, (n, captions, length)).astype(np.int32)
+  tokens[:, :, 0] = 1
+  tokens[:, :, 5] = 2  # EOT
+  tokens[:, :, 6:] = 0
+  local = {"image": rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+           "label": rng.integers(0, 24, (n,), dtype=np.int32),
+           "index": np.arange(n, dtype=np.int32),
+           "tokens": tokens,
+           "num_captions": rng.integers(1, captions + 1, (n,)).astype(np.int32)}
+  return parallel.global_batch(local, mesh)
+
+
+def _one_step(config, devices=None, batch_seed=0):
+  mesh = parallel.make_mesh(devices)
+  setup = train.build_setup(config, catalog.get_spec(config.data.name), config.batch_size, mesh)
+  state = setup.initial_state()
+  before = jax.device_get(state)
+  new_state, metrics = setup.compiled_train_step(state)(state, _caption_batch(config, mesh,
+                                                                               batch_seed))
+  return before, jax.device_get(new_state), jax.device_get(metrics)
+
+
+def _assert_close(a, b, rtol=1e-4, atol=1e-6):
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
+
+
+@pytest.mark.parametrize("method", ["clip", "siglip"])
+def test_eight_devices_in_both_modes_equal_one_device(method):
+  """SGD, so the update is linear in the gradient (see test_pmap_mode)."""
+  config = _config(method, **{"optimizer.name": "sgd"})
+  _, one, m1 = _one_step(config, jax.devices()[:1])
+  _, eight, m8 = _one_step(config)
+  _, per_device, mp = _one_step(_config(method, **{"optimizer.name": "sgd",
+                                                   "parallel.mode": "pmap",
+                                                   "parallel.sync_batchnorm": True}))
+  for other, metrics in ((eight, m8), (per_device, mp)):
+    np.testing.assert_allclose(metrics["loss"], m1["loss"], rtol=1e-5)
+    np.testing.assert_allclose(metrics["grad_norm"], m1["grad_norm"], rtol=1e-4)
+    _assert_close(other.params, one.params)
+
+
+def test_clip_steps_lower_the_loss_and_the_temperature_stays_clamped():
+  config = _config("clip", **{"optimizer.base_lr": 3e-3, "model.logit_scale_init": 99.0})
+  mesh = parallel.make_mesh()
+  setup = train.build_setup(config, catalog.get_spec("shapes"), config.batch_size, mesh)
+  state = setup.initial_state()
+  step = setup.compiled_train_step(state)
+  batch = _caption_batch(config, mesh)
+  losses = []
+  for _ in range(6):
+    state, metrics = step(state, batch)
+    losses.append(float(metrics["loss"]))
+    assert float(state.params["logit_scale"]) <= np.log(100.0) + 1e-6
+  assert losses[-1] < losses[0] - 0.1
+  assert float(metrics["logit_scale"]) <= 100.0 + 1e-4
+
+
+def test_captions_are_drawn_among_each_images_own():
+  config = _config("clip")
+  objective = train.build_objective(config, num_examples=64)
+  tokens = jnp.arange(6 * 3 * 2).reshape(6, 3, 2)
+  counts = jnp.array([1, 2, 3, 3, 3, 3])
+  draw = jax.jit(objective._drawn_captions)
+  picked = np.stack([np.asarray(draw(tokens, counts, jax.random.PRNGKey(s))) for s in range(40)])
+  index = (picked[..., 0] - np.arange(6)[None, :] * 6) // 2  # which caption row
+  assert np.all(index[:, 0] == 0) and set(index[:, 1].tolist()) == {0, 1}
+  assert set(index[:, 2:].ravel().tolist()) == {0, 1, 2}
+
+
+def test_lit_leaves_the_locked_tower_and_its_statistics_unchanged():
+  config = _config("lit", **{"optimizer.base_lr": 1e-2})
+  before, after, _ = _one_step(config)
+  _assert_close(after.params["backbone"], before.params["backbone"], rtol=0, atol=0)
+  _assert_close(after.batch_stats, before.batch_stats, rtol=0, atol=0)
+  moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(a - b).max(),
+                                       after.params["text"], before.params["text"]))
+  assert max(moved) > 0
+
+
+def test_siglip_without_a_bias_and_clip_without_a_text_tower_are_refused():
+  with pytest.raises(ValueError, match="model.logit_bias_init"):
+    train.build_objective(_config("siglip", **{"model.logit_bias_init": None}))
+  with pytest.raises(ValueError, match="model.text.size"):
+    train.build_objective(_config("clip", **{"model.text.size": "none",
+                                             "model.embed_dim": 512}))
