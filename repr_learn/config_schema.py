@@ -237,7 +237,7 @@ _CHOICES = {
 # existed was trained with the value here, and keeps computing with it when
 # evaluated or resumed. The first four (the standard numerics, torchvision/timm
 # parity) changed default; the rest are what the code did before they were
-# options (the last four: Matryoshka sizes, off).
+# options (Matryoshka sizes, off; no text tower).
 LEGACY_VALUES = {
     "model.resnet_padding": "same",
     "model.gelu": "tanh",
@@ -251,6 +251,14 @@ LEGACY_VALUES = {
     "objective.matryoshka_weights": [],
     "objective.matryoshka_efficient": False,
     "eval.dims": [],
+    "model.text.size": "none",
+    "model.text.causal": True,
+    "model.text.pooling": "eot",
+    "model.text.projection_bias": False,
+    "model.text.norm_epsilon": 1e-5,
+    "model.embed_dim": 512,
+    "model.logit_scale_init": 14.285714285714286,
+    "model.logit_bias_init": None,
 }
 
 
@@ -503,7 +511,8 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
 
 # Fields naming local directories: stored resolved, so that config.json
 # still finds them from another working directory (`evaluate`, `embed`).
-PATH_FIELDS = ("data.data_dir", "data.eval_dir", "data.manual_dir", "eval.data_dir",
+PATH_FIELDS = ("data.data_dir", "data.eval_dir", "data.manual_dir", "data.captions",
+               "data.eval_captions", "data.tokenizer_vocab", "eval.data_dir",
                "eval.eval_dir", "model.init_from")
 
 

@@ -49,6 +49,8 @@ FIGURES = (
     ("RankMe", "rankme", _keys("rankme")),
     ("k-means ACC", "clustering", _keys("kmeans_acc", "kmeans.acc")),
     ("fine-tune top-1", "finetune", _keys("top1")),
+    ("zero-shot top-1", "zeroshot", _keys("top1")),
+    ("I->T R@1", "retrieval", _keys("image_to_text_r@1")),
 )
 HEADER = ("run", "method", "backbone", "dataset", "steps") + tuple(
     f"{title} (random init)" for title, _, _ in FIGURES)

@@ -117,8 +117,10 @@ def build_objective(config: ml_collections.ConfigDict, *, total_steps: int = 1,
 
 
 def _token_format(config: ml_collections.ConfigDict) -> models.text.TokenFormat | None:
-  """What a text tower reads from the captioned data (None without one)."""
-  if config.model.text.size == "none":
+  """What a text tower reads from the captioned data (None without one, or
+  without captions: the network then says what is missing)."""
+  spec = catalog.CATALOG.get(config.data.name)
+  if config.model.text.size == "none" or spec is None or not spec.captioned:
     return None
   tokenizer = captions.from_config(config.data)
   return models.text.TokenFormat(vocab_size=tokenizer.vocab_size,
@@ -347,7 +349,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   objective = setup.objective
   image_size = config.augment.crop_size
-  if objective.needs_pretrained_encoder and not config.model.init_from:
+  if objective.needs_init_from() and not config.model.init_from:
     raise ValueError(f"{config.objective.name} trains on a pretrained encoder: set "
                      "--config.model.init_from=DIR, the workdir of a finished "
                      "pretraining run with the same backbone.")

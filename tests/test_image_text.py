@@ -17,6 +17,7 @@ from repr_learn.evaluation import retrieval
 from repr_learn.losses import image_text
 from repr_learn.models import text as text_lib
 from tests import config_overrides
+from tests import test_train_step as step_helpers
 
 
 def _unit_rows(rng, n, d):
@@ -180,6 +181,7 @@ def test_zeroshot_averages_normalised_prompt_embeddings_per_class():
   images = np.array([[1.0, 0.2], [0.1, -1.0], [0.3, 1.0]])  # the last is misclassified
   r = retrieval.zeroshot_accuracy(images, classifier, np.array([0, 1, 1]))
   np.testing.assert_allclose(r["top1"], 200 / 3)
+  assert r["per_class_top1"] == [100.0, 50.0]
 
 
 # -- The objective in the trainer's step.
@@ -189,28 +191,13 @@ def _config(method="clip", variant="smoke", **overrides):
   return config_overrides.override(config, **overrides)
 
 
-def _caption_batch(config, mesh, seed=0):
-  rng = np.random.default_rng(seed)
-  n, length, captions = config.batch_size, config.data.context_length, config.data.max_captions
-  tokens = rng.integers(3, 200, (n, captions, length)).astype(np.int32)
-  tokens[:, :, 0] = 1
-  tokens[:, :, 5] = 2  # EOT
-  tokens[:, :, 6:] = 0
-  local = {"image": rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-           "label": rng.integers(0, 24, (n,), dtype=np.int32),
-           "index": np.arange(n, dtype=np.int32),
-           "tokens": tokens,
-           "num_captions": rng.integers(1, captions + 1, (n,)).astype(np.int32)}
-  return parallel.global_batch(local, mesh)
-
-
 def _one_step(config, devices=None, batch_seed=0):
   mesh = parallel.make_mesh(devices)
   setup = train.build_setup(config, catalog.get_spec(config.data.name), config.batch_size, mesh)
   state = setup.initial_state()
   before = jax.device_get(state)
-  new_state, metrics = setup.compiled_train_step(state)(state, _caption_batch(config, mesh,
-                                                                               batch_seed))
+  batch = step_helpers._batch(config, mesh, batch_seed)
+  new_state, metrics = setup.compiled_train_step(state)(state, batch)
   return before, jax.device_get(new_state), jax.device_get(metrics)
 
 
@@ -218,9 +205,11 @@ def _assert_close(a, b, rtol=1e-4, atol=1e-6):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
 
 
-@pytest.mark.parametrize("method", ["clip", "siglip"])
-def test_eight_devices_in_both_modes_equal_one_device(method):
-  """SGD, so the update is linear in the gradient (see test_pmap_mode)."""
+def test_eight_devices_in_both_modes_equal_one_device():
+  """SGD, so the update is linear in the gradient (see test_pmap_mode). CLIP
+  stands for both: the losses are functions of the gathered global batch, and
+  the objective around them is one class."""
+  method = "clip"
   config = _config(method, **{"optimizer.name": "sgd"})
   _, one, m1 = _one_step(config, jax.devices()[:1])
   _, eight, m8 = _one_step(config)
@@ -239,7 +228,7 @@ def test_clip_steps_lower_the_loss_and_the_temperature_stays_clamped():
   setup = train.build_setup(config, catalog.get_spec("shapes"), config.batch_size, mesh)
   state = setup.initial_state()
   step = setup.compiled_train_step(state)
-  batch = _caption_batch(config, mesh)
+  batch = step_helpers._batch(config, mesh)
   losses = []
   for _ in range(6):
     state, metrics = step(state, batch)
@@ -277,3 +266,133 @@ def test_siglip_without_a_bias_and_clip_without_a_text_tower_are_refused():
   with pytest.raises(ValueError, match="model.text.size"):
     train.build_objective(_config("clip", **{"model.text.size": "none",
                                              "model.embed_dim": 512}))
+
+
+# -- Data: the generated captions, COCO through TFDS, users' caption files.
+
+def test_shapes_captions_name_the_label_and_hold_out_four_pairs_from_training():
+  from repr_learn.data import shapes
+  names = shapes.class_names()
+  train_pairs = set()
+  for example in shapes.generate("train")[:200]:
+    colour, shape = names[example["label"]].split()
+    train_pairs.add((colour, shape))
+    texts = example["captions"]["text"]
+    assert len(texts) == 5 and all(colour in t and shape in t for t in texts)
+  assert not train_pairs & set(shapes.HELD_OUT)
+  test_pairs = {tuple(names[e["label"]].split()) for e in shapes.generate("test")}
+  assert set(shapes.HELD_OUT) <= test_pairs and len(test_pairs) == 24
+
+
+def test_coco_captions_through_tfds_mock_data(tmp_path):
+  import tensorflow_datasets as tfds
+  from repr_learn.data import sources
+  (tmp_path / "coco_captions").mkdir()  # what a prepared data_dir has
+  config = _config("clip", **{"data.name": "coco_captions", "data.data_dir": str(tmp_path),
+                              "data.max_captions": 3})
+  with tfds.testing.mock_data(num_examples=6):
+    source = sources.open_source(catalog.get_spec("coco_captions"), "test", config.data)
+    example = source[0]
+    texts = source.captions_of(source._source[0])
+  assert example["tokens"].shape == (3, config.data.context_length)
+  assert example["image"].shape == (224, 224, 3)
+  count = int(example["num_captions"])
+  assert count == min(3, len(texts)) and np.all(example["tokens"][count:] == 0)
+  assert np.all(example["tokens"][:count, 0] == 1)  # start-of-text
+  assert np.all(source.labels == -1)  # COCO has no classes
+
+
+def test_a_caption_table_is_a_training_source(tmp_path):
+  from PIL import Image
+  from repr_learn.data import pipeline
+  from repr_learn.data import sources
+  rows = ["filepath\ttitle"]
+  for i in range(4):
+    Image.fromarray(np.full((40, 30, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    rows += [f"{i}.png\ta grey square number {i}", f"{i}.png\tsquare {i}"]
+  (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
+  config = _config("clip", **{"data.name": "captions",
+                              "data.captions": str(tmp_path / "train.tsv")})
+  source = sources.open_source(catalog.get_spec("captions"), "train", config.data)
+  batch = next(pipeline.make_train_iterator(source, global_batch_size=4, process_index=0,
+                                            process_count=1, seed=0))
+  assert batch["tokens"].shape == (4, 5, config.data.context_length)
+  np.testing.assert_array_equal(batch["num_captions"], 2)
+  config.data.captions = None
+  with pytest.raises(FileNotFoundError, match="--config.data.captions="):
+    sources.open_source(catalog.get_spec("captions"), "train", config.data)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("data.tokenizer", "clip_bpe", "takes effect only with a captioned dataset"),
+    ("data.storage", "resized", "the resized copy holds no captions"),
+    ("model.logit_bias_init", -10.0, "a text tower"),
+])
+def test_image_text_options_that_nothing_reads_are_refused(key, value, message):
+  from repr_learn import config_schema
+  base = "simclr" if key == "data.tokenizer" or key == "model.logit_bias_init" else "clip"
+  config = importlib.import_module(f"configs.{base}").get_config("smoke")
+  config_overrides.override(config, **{key: value})
+  with pytest.raises(ValueError, match=message):
+    config_schema.validate(config)
+
+
+def test_a_text_tower_needs_captioned_data():
+  config = _config("clip", **{"data.name": "digits"})
+  with pytest.raises(ValueError, match="needs captioned data"):
+    train.build_objective(config)
+
+
+# -- End to end on the generated shapes.
+
+@pytest.fixture
+def shapes_config(tfds_dir):
+  def make(method, **overrides):
+    config = _config(method, **{"data.data_dir": tfds_dir, "eval.protocols": "zeroshot,retrieval",
+                                **overrides})
+    return config
+  return make
+
+
+@pytest.mark.slow
+def test_clip_run_resumes_exactly_and_writes_zeroshot_and_retrieval(tmp_path, shapes_config):
+  import json
+  from repr_learn import embed
+  from repr_learn import finished_run
+  config = shapes_config("clip", num_steps=4)
+  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+  first = train.train_and_evaluate(config, str(tmp_path / "resumed"), interrupt_after_steps=2)
+  assert int(first.state.step) == 2 and first.stopped is not None
+  resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight.state.params),
+               jax.device_get(resumed.state.params))
+  zeroshot = json.loads((tmp_path / "straight" / "eval" / "zeroshot.json").read_text())
+  assert zeroshot["num_classes"] == 24 and zeroshot["num_templates"] == 3
+  assert 0.0 <= zeroshot["top1"] <= 100.0
+  recall = json.loads((tmp_path / "straight" / "eval" / "retrieval.json").read_text())
+  assert recall["num_images"] == 960 and recall["num_captions"] == 4800
+  # embed: the shared-space image embeddings and those of given captions.
+  run = finished_run.load(str(tmp_path / "straight"))
+  arrays = embed.embeddings(run, texts=["a red circle", "a blue cross"])
+  assert arrays["image_embeddings"].shape == (960, config.model.embed_dim)
+  assert arrays["text_embeddings"].shape == (2, config.model.embed_dim)
+  np.testing.assert_allclose(np.linalg.norm(arrays["text_embeddings"], axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_lit_locks_a_finished_simclr_encoder(tmp_path, shapes_config, tfds_dir):
+  simclr = importlib.import_module("configs.simclr").get_config("smoke")
+  config_overrides.override(simclr, **{"data.name": "shapes", "data.data_dir": tfds_dir,
+                                       "eval.protocols": "knn",
+                                       "eval.random_init_baseline": False})
+  source = train.train_and_evaluate(simclr, str(tmp_path / "simclr"))
+  lit = shapes_config("lit")
+  with pytest.raises(ValueError, match="--config.model.init_from"):
+    train.train_and_evaluate(lit, str(tmp_path / "lit"))
+  lit.model.init_from = str(tmp_path / "simclr")
+  result = train.train_and_evaluate(lit, str(tmp_path / "lit"))
+  _assert_close(jax.device_get(result.state.params["backbone"]),
+                jax.device_get(source.state.params["backbone"]), rtol=0, atol=0)
+  _assert_close(jax.device_get(result.state.batch_stats["backbone"]),
+                jax.device_get(source.state.batch_stats["backbone"]), rtol=0, atol=0)
+  assert "zeroshot" in result.eval and "retrieval" in result.eval

@@ -47,6 +47,9 @@ MIM_STEP_TESTED = ("simmim", "maskfeat", "data2vec2")
 # test, its bank and labels resume as DeepCluster-v2's (one base class), and
 # DEC runs the clustering-head evaluation end to end.
 DATASET_LABELS_TESTED = ("sela",)
+# CLIP trains end to end, resumes exactly and evaluates in tests/test_image_text.py
+# (SigLIP, the same objective class with another loss, trains below).
+END_TO_END_ELSEWHERE = ("clip",)
 ON_PRETRAINED = tuple(m for m in METHODS
                       if objectives.REGISTRY[m].needs_pretrained_encoder)
 
@@ -192,7 +195,7 @@ def test_moco_v2_symmetric_form_uses_two_queues_and_a_cosine_momentum():
 @pytest.mark.slow
 @pytest.mark.parametrize("method", [m for m in METHODS if m not in WITH_EXTRA_STATE
                                     and m not in SIMCLR_PATH + MIM_STEP_TESTED
-                                    + DATASET_LABELS_TESTED])
+                                    + DATASET_LABELS_TESTED + END_TO_END_ELSEWHERE])
 def test_trains_from_smoke_config(method, tmp_path, tfds_dir, request):
   config = _run_config(method, tfds_dir, request)
   has_head = config.model.prototypes.num_prototypes > 0 or method == "deepcluster_v2"

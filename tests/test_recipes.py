@@ -14,6 +14,7 @@ from repr_learn import config_schema
 from repr_learn import parallel
 from repr_learn import train
 from repr_learn.data import catalog
+from repr_learn.data import tokenizers
 
 # Training examples: ImageNet, CIFAR-10, COCO's train+restval, and CC3M (the
 # users' caption files: open_clip's README recipe).
@@ -35,6 +36,11 @@ def _recipes():
 def test_recipe_state_and_step_trace_at_real_shapes(method, variant):
   config = importlib.import_module(f"configs.{method}").get_config(variant)
   config_schema.validate(config)
+  if config.data.tokenizer == "clip_bpe":
+    try:
+      tokenizers.find_clip_vocab()
+    except FileNotFoundError as e:
+      pytest.skip(str(e))
   spec = catalog.get_spec(config.data.name)
   setup = train.build_setup(config, spec, NUM_TRAIN[spec.name],
                             parallel.make_mesh(jax.devices()[:1]))

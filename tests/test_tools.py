@@ -172,12 +172,14 @@ def test_report_reads_every_figure(tmp_path):
                          "random_init_10shot_top1": 22.0},
              "rankme": {"rankme": 120.44, "random_init_rankme": 300.0},
              "clustering": {"kmeans": {"acc": 70.0}, "kmeans_acc": 70.0},
-             "finetune": {"top1": 97.0}}
+             "finetune": {"top1": 97.0},
+             "zeroshot": {"top1": 84.38, "random_init_top1": 3.12},
+             "retrieval": {"image_to_text_r@1": 21.61, "random_init_image_to_text_r@1": 0.11}}
   for name, result in results.items():
     (run / "eval" / f"{name}.json").write_text(json.dumps(result))
   line = report.report([str(run)]).splitlines()[2]
   assert line == (f"| {run} | mae | vit_small/16 | cifar10 | 20 | 91.0 (30.0) | 92.5 | "
-                  "61.3 (22.0) | 120.4 (300.0) | 70.0 | 97.0 |")
+                  "61.3 (22.0) | 120.4 (300.0) | 70.0 | 97.0 | 84.4 (3.1) | 21.6 (0.1) |")
 
 
 def test_a_run_saved_before_an_objective_gained_fields_reads_with_their_defaults(tmp_path):

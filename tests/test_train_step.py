@@ -15,6 +15,7 @@ from repr_learn import steps
 from repr_learn import train
 from repr_learn import train_state as train_state_lib
 from repr_learn.data import augment
+from repr_learn.data import catalog
 
 
 def _setup(config, devices):
@@ -43,11 +44,19 @@ def _jitted_views(rng, images, view_cfgs):
 
 
 def _batch(config, mesh, seed=0):
+  """A random global batch of 32-px images; with captions (tokens ending in an
+  EOT at position 5, 1 to data.max_captions per image) for captioned data."""
   rng = np.random.default_rng(seed)
-  size = 32
-  local = {"image": rng.integers(0, 256, (config.batch_size, size, size, 3), dtype=np.uint8),
-           "label": rng.integers(0, 10, (config.batch_size,), dtype=np.int32),
-           "index": np.arange(config.batch_size, dtype=np.int32)}
+  size, n = 32, config.batch_size
+  local = {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+           "label": rng.integers(0, 10, (n,), dtype=np.int32),
+           "index": np.arange(n, dtype=np.int32)}
+  if catalog.get_spec(config.data.name).captioned:
+    captions, length = config.data.max_captions, config.data.context_length
+    tokens = rng.integers(3, 200, (n, captions, length)).astype(np.int32)
+    tokens[:, :, 0], tokens[:, :, 5], tokens[:, :, 6:] = 1, 2, 0  # SOT, EOT, padding
+    local.update(tokens=tokens,
+                 num_captions=rng.integers(1, captions + 1, (n,)).astype(np.int32))
   return parallel.global_batch(local, mesh)
 
 

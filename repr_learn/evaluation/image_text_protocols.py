@@ -73,8 +73,12 @@ class _ImageTextProtocol(protocol_base.Protocol):
 @protocol_base.register
 class ZeroShotProtocol(_ImageTextProtocol):
   name = "zeroshot"
-  needs_labels = True
   headline = ("top1", "top5")
+
+  @property
+  def needs_labels(self) -> bool:
+    """Labels of the evaluation data, unless it classifies another dataset."""
+    return not self.config.eval.zeroshot_dataset
 
   def _data_config(self) -> ml_collections.ConfigDict:
     data = self.context.data_config

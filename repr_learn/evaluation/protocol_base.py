@@ -132,7 +132,9 @@ class Protocol:
     name: the protocol's name in `config.eval.protocols` and its file name.
     headline: result keys logged as scalars (`<name>/<key>`) and compared with
       the random-init encoder when `config.eval.random_init_baseline` is set.
-    needs_labels: whether it scores against labels (kNN, probes, clustering).
+    needs_labels: whether it scores against the evaluation data's labels (kNN,
+      probes, clustering); a property where the settings decide (zero-shot
+      on another dataset needs none).
     reads_features: whether it reads only `EvalContext.backbone_features`, so
       that `eval.dims` can run it again on their leading dimensions.
   """

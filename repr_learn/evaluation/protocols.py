@@ -52,8 +52,8 @@ def build(names: str, context: EvalContext, *, skip_unlabeled: bool = False) -> 
   """The protocols `names` on `context`'s data. With `skip_unlabeled`, those
   that need labels are left out (with a message) when that data has none, so
   an unlabeled image folder still pretrains; otherwise they fail when run."""
-  chosen = [protocol_base.REGISTRY[name] for name in parse_names(names)]
-  needing = [cls.name for cls in chosen if cls.needs_labels]
+  chosen = [protocol_base.REGISTRY[name](context) for name in parse_names(names)]
+  needing = [p.name for p in chosen if p.needs_labels]
   # A supervised objective (fine-tuning) on unlabeled data is an error, which
   # its protocol reports; only pretraining goes ahead without labels.
   if (skip_unlabeled and needing and not context.objective.trains_on_labels
@@ -61,8 +61,8 @@ def build(names: str, context: EvalContext, *, skip_unlabeled: bool = False) -> 
     logging.warning("The evaluation data (%s) is unlabeled: skipping %s. Evaluate on labeled "
                     "data with --config.eval.dataset=... (or data.eval_dir for image folders).",
                     context.spec.name, ", ".join(needing))
-    chosen = [cls for cls in chosen if not cls.needs_labels]
-  return [cls(context) for cls in chosen]
+    chosen = [p for p in chosen if not p.needs_labels]
+  return chosen
 
 
 def result_path(workdir: str, name: str) -> str:

@@ -78,11 +78,16 @@ def zeroshot_classifier(prompt_embeddings: np.ndarray, num_classes: int) -> np.n
 
 def zeroshot_accuracy(image_embeddings: np.ndarray, classifier: np.ndarray,
                       labels: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
-  """{'top1', 'top5'} in percent of classifying by the nearest class vector."""
+  """{'top1', 'top5', 'per_class_top1'} in percent of classifying by the
+  nearest class vector (per class: None for a class with no examples)."""
   scores = normalized(image_embeddings) @ classifier.T
   labels = np.asarray(labels)
   true_score = scores[np.arange(len(labels)), labels][:, None]
   better = (scores > true_score).sum(axis=1)
   tied = (scores == true_score).sum(axis=1) - 1  # ties ordered at random, as in `recall_at_k`
-  return {f"top{k}": float(100.0 * np.mean(_hit_probability(better, tied, np.ones_like(tied), k)))
-          for k in ks if k <= classifier.shape[0]}
+  hits = {k: _hit_probability(better, tied, np.ones_like(tied), k) for k in ks
+          if k <= classifier.shape[0]}
+  out = {f"top{k}": float(100.0 * np.mean(hit)) for k, hit in hits.items()}
+  out["per_class_top1"] = [float(100.0 * np.mean(hits[1][labels == c])) if np.any(labels == c)
+                           else None for c in range(classifier.shape[0])]
+  return out

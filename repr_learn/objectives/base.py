@@ -115,6 +115,11 @@ class Objective:
     """Subclasses check here that the network and config suit them (called by
     the dataclass __init__, so a bad combination fails when it is built)."""
 
+  def needs_init_from(self) -> bool:
+    """Whether this run must start from `model.init_from` (the class's
+    `needs_pretrained_encoder`, or a setting: LiT's locked image tower)."""
+    return self.needs_pretrained_encoder
+
   def dataset_rows(self) -> int:
     """`num_examples` rounded up to a multiple of `DATASET_ROW_MULTIPLE` and
     of the device count: the rows split evenly over the devices, and over any

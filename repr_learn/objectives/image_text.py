@@ -43,8 +43,7 @@ class ImageTextObjective(base.Objective):
       raise ValueError(f"objective {self.name!r} trains an image tower and a text tower: set "
                        "model.text.size (e.g. 'text_mini') and a captioned dataset.")
 
-  @property
-  def needs_pretrained_encoder(self) -> bool:  # LiT's image tower comes from another run.
+  def needs_init_from(self) -> bool:  # LiT's image tower comes from another run.
     return bool(self.config.lock_image)
 
   @property
