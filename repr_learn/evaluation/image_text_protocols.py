@@ -40,7 +40,9 @@ def image_embeddings(context: protocol_base.EvalContext, state, source,
                              method=objective.network.encode_image)
     return {"embedding": out["embedding"]}
 
-  return context.extractor(outputs, passthrough)(state, source)
+  extractor = context.kept(("image_text.image", passthrough),
+                           lambda: context.extractor(outputs, passthrough))
+  return extractor(state, source)
 
 
 def text_embeddings(context: protocol_base.EvalContext, state, texts_or_tokens) -> np.ndarray:
@@ -50,8 +52,8 @@ def text_embeddings(context: protocol_base.EvalContext, state, texts_or_tokens) 
   if len(tokens) and isinstance(tokens[0], str):
     tokens = captions.from_config(context.config.data)(list(tokens),
                                                        context.config.data.context_length)
-  embedder = features.TextEmbedder(context.objective, context.mesh,
-                                   context.config.eval.batch_size)
+  embedder = context.kept("image_text.text", lambda: features.TextEmbedder(
+      context.objective, context.mesh, context.config.eval.batch_size))
   return embedder(state, np.asarray(tokens))
 
 

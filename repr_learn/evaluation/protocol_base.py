@@ -54,6 +54,7 @@ class EvalContext:
         objective.pixel_mean, objective.pixel_std)
     self._cache_key, self._cache = None, {}
     self._leading_dims = None
+    self._kept = {}
 
   @contextlib.contextmanager
   def leading_dims(self, m: int | None):
@@ -74,6 +75,13 @@ class EvalContext:
     if split not in self._sources:
       self._sources[split] = sources.open_source(self.spec, split, self.data_config)
     return self._sources[split]
+
+  def kept(self, key, make: Callable[[], Any]):
+    """`make()`, built once per context under `key`: compiled forwards that a
+    protocol reuses at every periodic evaluation."""
+    if key not in self._kept:
+      self._kept[key] = make()
+    return self._kept[key]
 
   def extractor(self, outputs: Callable, passthrough: tuple[str, ...] = ()
                 ) -> features.FeatureExtractor:
