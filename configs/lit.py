@@ -47,6 +47,9 @@ Where ours differs, and why:
     (RandAugment is not built here; captions name sides).
   - Weight decay: optax's adamw decays every matrix (the embeddings too),
     big_vision only `.*/kernel`.
+  - Evaluation: COCO test retrieval and ImageNet zero-shot (CLIP's names and
+    80 templates); big_vision also classifies CIFAR-100 and Pets zero-shot,
+    with its `clip_paper` templates, and retrieves on COCO's val split.
 """
 
 import ml_collections

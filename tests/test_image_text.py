@@ -394,3 +394,18 @@ def test_lit_locks_a_finished_simclr_encoder(tmp_path, shapes_config, tfds_dir):
   _assert_close(jax.device_get(result.state.batch_stats["backbone"]),
                 jax.device_get(source.state.batch_stats["backbone"]), rtol=0, atol=0)
   assert "zeroshot" in result.eval and "retrieval" in result.eval
+
+
+def test_imagenet_prompts_are_clips_from_the_open_clip_wheel():
+  from repr_learn.data import class_names
+  from repr_learn.data import open_clip_files
+  try:
+    open_clip_files.path("zero_shot_metadata.py")
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
+  names = class_names.known_names("imagenet2012")
+  templates = class_names.templates("imagenet2012")
+  assert len(names) == 1000 and names[:2] == ["tench", "goldfish"]
+  assert len(templates) == 80 and templates[0] == "a bad photo of a {}."
+  with pytest.raises(ValueError, match="WordNet ids"):
+    class_names.readable(["n01440764", "n01443537"], "imagenette")

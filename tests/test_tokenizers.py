@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+from repr_learn.data import open_clip_files
 from repr_learn.data import tokenizers
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "tokenizers", "clip_bpe.json")
@@ -133,7 +134,7 @@ def test_malformed_merges_file(tmp_path):
 
 
 def test_missing_vocab_names_the_fix(monkeypatch, tmp_path):
-  monkeypatch.setattr(tokenizers.importlib.util, "find_spec", lambda name: None)
+  monkeypatch.setattr(open_clip_files.importlib.util, "find_spec", lambda name: None)
   for path in (None, str(tmp_path / "nope.txt.gz")):
     with pytest.raises(FileNotFoundError, match="pip install --no-deps open_clip_torch") as err:
       tokenizers.ClipBpeTokenizer(path)

@@ -18,13 +18,14 @@ longer than the context is cut and its last slot set to end-of-text, as
 
 import gzip
 import html
-import importlib.util
 import os
 from typing import Sequence
 
 import ftfy
 import numpy as np
 import regex
+
+from repr_learn.data import open_clip_files
 
 TOKENIZERS = ("bytes", "clip_bpe")
 
@@ -109,15 +110,13 @@ def clean_caption(text: str) -> str:
 
 def find_clip_vocab() -> str:
   """Path of the vocabulary in the installed open_clip_torch, without importing it."""
-  spec = importlib.util.find_spec("open_clip")
-  for folder in (spec.submodule_search_locations or []) if spec else []:
-    path = os.path.join(folder, CLIP_VOCAB_FILE)
-    if os.path.isfile(path):
-      return path
-  raise FileNotFoundError(
-      f"CLIP's BPE vocabulary {CLIP_VOCAB_FILE} was not found: run `pip install --no-deps "
-      "open_clip_torch==3.3.0` (only its vocabulary file is used) or set data.tokenizer_vocab "
-      "to the file's path.")
+  try:
+    return open_clip_files.path(CLIP_VOCAB_FILE)
+  except FileNotFoundError:
+    raise FileNotFoundError(
+        f"CLIP's BPE vocabulary {CLIP_VOCAB_FILE} was not found: run `{open_clip_files.INSTALL}` "
+        "(only its vocabulary file is used) or set data.tokenizer_vocab to the file's "
+        "path.") from None
 
 
 def _read_merges(path: str, num_merges: int | None) -> list[tuple[str, str]]:
