@@ -45,6 +45,9 @@ Where ours differs, and why:
     laion400m_e32 and the CC3M curve's code used QuickGELU (pretrained.py
     l.185-189; the initial commit's model.py).
   - Precision: bfloat16 activations, not fp16 autocast with a loss scaler.
+  - Stored images: the caption files' and COCO's images are kept as their
+    central 224-px square, so the (0.9, 1) crops see that square; open_clip's
+    crop reads the whole image (aspect 3/4 to 4/3).
   - Text tower initialisation: open_clip's embedding stds (0.02, 0.01); the
     blocks keep flax's defaults (models/text.py).
   - Evaluation: zero-shot on ImageNet's validation split with CLIP's 1,000
