@@ -86,7 +86,8 @@ RESULT_KEYS = (
 # Pretraining-split sizes; they only size the schedule and memory banks.
 NOMINAL_EXAMPLES = {
     "digits": 1_437, "cifar10": 50_000, "cifar100": 50_000, "stl10": 100_000,
-    "imagenette": 9_469, "imagenet2012": 1_281_167,
+    "imagenette": 9_469, "imagenet2012": 1_281_167, "shapes": 6_000,
+    "coco_captions": 113_287, "captions": 2_900_000,  # captions: CC3M, open_clip's example
 }
 
 # Dense bf16 peak FLOP/s per device, first matching substring of `device_kind`
@@ -115,12 +116,19 @@ def synthetic_batch(config, spec, objective, mesh, seed: int = 0) -> dict[str, j
   local = parallel.per_process_batch_size(config.batch_size)
   first = jax.process_index() * local
   batch = {}
-  for key, (shape, dtype) in spec.example_shapes(objective.pairs_with_neighbours).items():
+  captions = (config.data.max_captions, config.data.context_length)
+  for key, (shape, dtype) in spec.example_shapes(objective.pairs_with_neighbours,
+                                                 captions).items():
     if key.endswith("image"):
       batch[key] = rng.integers(0, 256, (local,) + shape, dtype=np.uint8)
     elif key.endswith("image_hw"):  # a 3:4 or 4:3 image in its canvas
       batch[key] = np.where(rng.random((local, 1)) < 0.5, [[spec.image_size, spec.canvas_size]],
                             [[spec.canvas_size, spec.image_size]]).astype(np.int32)
+    elif key == "tokens":  # start-of-text, random tokens, then end-of-text at the end
+      batch[key] = rng.integers(3, 250, (local,) + shape).astype(np.int32)
+      batch[key][..., 0], batch[key][..., -1] = 1, 2
+    elif key == "num_captions":
+      batch[key] = np.full((local,), captions[0], np.int32)
   batch["label"] = (rng.integers(0, spec.num_classes, (local,), dtype=np.int32)
                     if spec.num_classes else np.full((local,), -1, np.int32))
   batch["index"] = np.arange(first, first + local, dtype=np.int32)
