@@ -75,7 +75,7 @@ def test_a_finished_split_is_kept_and_a_missing_one_says_how_to_write_it(tmp_pat
 
 def test_storage_resized_reads_the_copy_prepare_writes(tfds_dir):
   spec = catalog.get_spec("digits")
-  digits.prepare_digits(tfds_dir)
+  sources.prepare_generated(catalog.get_spec("digits"), tfds_dir)
   data = ml_collections.ConfigDict({"data_dir": tfds_dir, "storage": "resized"})
   with pytest.raises(resized_store.ResizedStoreMissingError):
     sources.open_source(spec, "test", data)

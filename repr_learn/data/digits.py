@@ -5,8 +5,6 @@ pipeline and backbones apply unchanged. The train/test split is a fixed
 permutation, so every machine sees the same 1,437 / 360 examples.
 """
 
-import os
-
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
@@ -55,11 +53,3 @@ class ReprLearnDigits(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, images, labels, indices):
     for i in indices:
       yield int(i), {"image": images[i], "label": int(labels[i])}
-
-
-def prepare_digits(data_dir: str | None) -> None:
-  """Builds the dataset into `data_dir` once (a few seconds)."""
-  builder = ReprLearnDigits(data_dir=data_dir)
-  if not builder.is_prepared():
-    os.makedirs(builder.data_dir_root, exist_ok=True)
-    builder.download_and_prepare(file_format="array_record")

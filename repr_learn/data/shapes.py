@@ -9,10 +9,9 @@ Four colour-shape pairs never appear in the training split and appear in the
 test split: zero-shot on them needs the text tower to compose what it learned.
 
 Built deterministically (numpy, seed 0) as a TFDS dataset on first use, like
-`digits`, with coco_captions' caption layout (`captions: Sequence({'text'})`).
+`digits` (`sources.prepare_generated`), with coco_captions' caption layout
+(`captions: Sequence({'text'})`).
 """
-
-import os
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -114,11 +113,3 @@ class ReprLearnShapes(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split):
     for i, example in enumerate(generate(split)):
       yield i, example
-
-
-def prepare_shapes(data_dir: str | None) -> None:
-  """Builds the dataset into `data_dir` once (a few seconds)."""
-  builder = ReprLearnShapes(data_dir=data_dir)
-  if not builder.is_prepared():
-    os.makedirs(builder.data_dir_root, exist_ok=True)
-    builder.download_and_prepare(file_format="array_record")

@@ -21,8 +21,8 @@ from repr_learn.data import resized_store
 from repr_learn.data import resizing
 from repr_learn.data import shapes
 
-# Datasets this package generates into the TFDS data_dir on first use.
-_GENERATED = {"digits": digits.prepare_digits, "shapes": shapes.prepare_shapes}
+# Datasets this package generates into the TFDS data_dir on first use: their builders.
+_GENERATED = {"digits": digits.ReprLearnDigits, "shapes": shapes.ReprLearnShapes}
 
 
 class DatasetNotPreparedError(FileNotFoundError):
@@ -115,7 +115,10 @@ def prepare_generated(spec: catalog.DatasetSpec, data_dir: str | None) -> bool:
   if it is not there; False for every other dataset."""
   if spec.name not in _GENERATED:
     return False
-  _GENERATED[spec.name](catalog.data_root(data_dir))
+  builder = _GENERATED[spec.name](data_dir=catalog.data_root(data_dir))
+  if not builder.is_prepared():  # a few seconds, once
+    os.makedirs(builder.data_dir_root, exist_ok=True)
+    builder.download_and_prepare(file_format="array_record")
   return True
 
 
