@@ -262,9 +262,11 @@ LEGACY_VALUES = {
 }
 
 
-def missing_legacy_fields(saved: dict) -> dict[str, Any]:
+def missing_legacy_fields(saved: dict, changed_only: bool = False) -> dict[str, Any]:
   """{dotted field: value it was trained with} for the `LEGACY_VALUES` fields a
-  stored config (config.json as a dict) predates."""
+  stored config (config.json as a dict) predates; with `changed_only`, only
+  those whose old value is not today's default (the others change nothing)."""
+  defaults = base_config() if changed_only else None
   missing = {}
   for dotted, value in LEGACY_VALUES.items():
     section, _, leaf = dotted.rpartition(".")
@@ -272,7 +274,8 @@ def missing_legacy_fields(saved: dict) -> dict[str, Any]:
     for part in section.split("."):
       node = node.get(part, {}) if isinstance(node, dict) else {}
     if isinstance(node, dict) and leaf not in node:
-      missing[dotted] = value
+      if defaults is None or value != json.loads(json.dumps(_get(defaults, dotted), default=str)):
+        missing[dotted] = value
   return missing
 
 

@@ -45,23 +45,13 @@ def load(workdir: str) -> Pretrained:
 def _warn_if_legacy_numerics(workdir: str) -> None:
   try:
     with open(os.path.join(workdir, "config.json")) as f:
-      missing = config_schema.missing_legacy_fields(json.load(f))
+      missing = config_schema.missing_legacy_fields(json.load(f), changed_only=True)
   except (OSError, ValueError):
     return
-  # Fields whose old behaviour is today's default change nothing.
-  defaults = config_schema.base_config()
-  missing = {k: v for k, v in missing.items()
-             if v != json.loads(json.dumps(_lookup(defaults, k), default=str))}
   if missing:
     logging.warning("%s was trained with %s; this run uses its own config's values (set "
                     "them to match if the encoder should compute as it was trained).", workdir,
                     ", ".join(f"{k}={v!r}" for k, v in missing.items()))
-
-
-def _lookup(config, dotted: str):
-  for part in dotted.split("."):
-    config = config[part]
-  return config
 
 
 def _same_shapes(a, b) -> bool:

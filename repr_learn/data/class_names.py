@@ -60,7 +60,7 @@ def known_names(dataset: str) -> list[str] | None:
   """The class names CLIP's prompts use for `dataset`, or None (then the
   dataset's own label names are read: `sources.label_names`)."""
   if dataset in _FROM_OPEN_CLIP:
-    return open_clip_files.imagenet_zeroshot()[0]
+    return list(open_clip_files.imagenet_zeroshot()[0])
   return _NAMES.get(dataset)
 
 

@@ -7,6 +7,7 @@ metadata (CLIP's 1,000 class names and its 80 prompt templates). Installed with
 torch. This module is the only one that looks inside it.
 """
 
+import functools
 import importlib.util
 import os
 
@@ -24,13 +25,15 @@ def path(name: str) -> str:
                           "files are read; torch is not needed).")
 
 
-def imagenet_zeroshot() -> tuple[list[str], tuple[str, ...]]:
+@functools.lru_cache(maxsize=1)
+def imagenet_zeroshot() -> tuple[tuple[str, ...], tuple[str, ...]]:
   """(CLIP's ImageNet class names, its 80 prompt templates with '{}'), as
-  open_clip's zero_shot_metadata.py lists them (plain data, run from its file)."""
+  open_clip's zero_shot_metadata.py lists them (plain data, run from its file
+  once per process)."""
   spec = importlib.util.spec_from_file_location("_open_clip_zero_shot_metadata",
                                                 path("zero_shot_metadata.py"))
   metadata = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(metadata)
   # The templates are lambdas c -> f'...{c}...': called with '{}' they give the format strings.
-  return (list(metadata.IMAGENET_CLASSNAMES),
+  return (tuple(metadata.IMAGENET_CLASSNAMES),
           tuple(template("{}") for template in metadata.OPENAI_IMAGENET_TEMPLATES))

@@ -36,14 +36,13 @@ def recall_at_k(similarity: np.ndarray, caption_image: np.ndarray,
   if caption_image.shape != (num_captions,):
     raise ValueError(f"caption_image has shape {caption_image.shape}; expected ({num_captions},).")
   own = caption_image[None, :] == np.arange(num_images)[:, None]  # [images, captions]
+  others = np.where(own, -np.inf, similarity)  # every pair but the true ones
   # Image -> text: where the image's best-scored own caption(s) rank.
   best_own = np.where(own, similarity, -np.inf).max(axis=1, keepdims=True)
-  others = np.where(own, -np.inf, similarity)
   image_query = ((others > best_own).sum(axis=1), (others == best_own).sum(axis=1),
                  (np.where(own, similarity, np.nan) == best_own).sum(axis=1))
   # Text -> image: where the caption's own image ranks.
   own_score = similarity[caption_image, np.arange(num_captions)][None, :]
-  others = np.where(own, -np.inf, similarity)
   text_query = ((others > own_score).sum(axis=0), (others == own_score).sum(axis=0),
                 np.ones(num_captions, int))
   out = {}
