@@ -6,16 +6,19 @@
 #   2. a jax.profiler trace of each of the three steps, summarised
 #      (profile_summary.py);
 #   3. MAE with cuDNN's fused attention against XLA's; the blur three ways;
-#   4. DINOv2 ViT-L/16 at its per-GPU batch.
+#   4. DINOv2 ViT-L/16 at its per-GPU batch;
+#   5. DINO and DINOv2 with their blocks scanned (model.scan_blocks): compile
+#      time and step time against steps 3-4's unrolled figures.
 #
 #   bash benchmarks/gpu_goals.sh [OUTDIR [STEP ...]]   (default benchmarks/gpu, every step)
 #
 # Steps: simclr_side_by_side mae_side_by_side dino_side_by_side simclr_profile
-# mae_profile dino_profile mae_cudnn_attention blur_224 blur_96 dinov2. Each
+# mae_profile dino_profile mae_cudnn_attention blur_224 blur_96 dinov2
+# dino_scan dinov2_scan. Each
 # has its own time limit (STEP_LIMIT seconds, default 240) so one slow compile
 # cannot eat the lease; the log says which ran out. All of them take longer
-# than one 10-minute device call: run the three side-by-sides in one call and
-# the rest in a second. TORCH_MODES (default eager,default) sets the PyTorch
+# than one 10-minute device call: run the three side-by-sides in one call,
+# the profiles to dinov2 in a second, and the two scans in a third. TORCH_MODES (default eager,default) sets the PyTorch
 # sides; max-autotune compiles for minutes per model.
 #
 # Model FLOPs per image (2 x MACs, training = 3 x forward):
@@ -75,3 +78,9 @@ run blur_96 "$py" benchmarks/blur.py --batch=1024 --size=96 --taps=9 --out="$out
 run dinov2 "$py" benchmarks/throughput.py --config=configs/dinov2.py:imagenet \
     --config.batch_size=64 "${common[@]}" --model_flops_per_image=1.55e12 \
     --out="$out/throughput.jsonl"
+run dino_scan "$py" benchmarks/throughput.py --config=configs/dino.py:imagenet \
+    --config.batch_size=128 --config.model.scan_blocks=True "${common[@]}" \
+    --model_flops_per_image=111e9 --out="$out/throughput.jsonl"
+run dinov2_scan "$py" benchmarks/throughput.py --config=configs/dinov2.py:imagenet \
+    --config.batch_size=64 --config.model.scan_blocks=True "${common[@]}" \
+    --model_flops_per_image=1.55e12 --out="$out/throughput.jsonl"

@@ -3,6 +3,7 @@
   python benchmarks/memory.py                       # every recipe, 8-way split
   python benchmarks/memory.py --configs=mae,dino --devices=8
   python benchmarks/memory.py --configs=dino,swav --variants=imagenet   # e.g. compile time
+  python benchmarks/memory.py --scan_blocks      # the transformer recipes, blocks scanned
 
 For each config's ImageNet variants, the trainer's own step
 (`train.Setup.compiled_train_step`) is lowered on abstract state and batch
@@ -91,6 +92,8 @@ def main() -> None:
   variants = flags.DEFINE_list("variants", None, "Only these variants (default: every "
                                "variant whose name starts with 'imagenet').")
   out = flags.DEFINE_string("out", "benchmarks/memory.jsonl", "JSON lines file to append to.")
+  scan_blocks = flags.DEFINE_bool("scan_blocks", False, "Set model.scan_blocks in the "
+                                  "recipes with a transformer (one compiled block per stack).")
 
   def run(argv):
     del argv
@@ -103,8 +106,13 @@ def main() -> None:
       for variant in [v for v in common.variants(module) if v.startswith("imagenet")
                       and (not variants.value or v in variants.value)]:
         config = module.get_config(variant)
+        if scan_blocks.value:
+          if not config_schema.has_transformer(config):
+            continue
+          config.model.scan_blocks = True
         r = measure(config, devices=devices.value)
-        r.update(config=f"configs/{name}.py:{variant}", machine=machine, versions=versions)
+        r.update(config=f"configs/{name}.py:{variant}", machine=machine, versions=versions,
+                 scan_blocks=config.model.scan_blocks)
         m = r["memory"]
         print(f"{r['config']:<40} {r['backbone']:<10} {r['dtype']:<9} batch "
               f"{r['global_batch']:>5} / {devices.value} = {r['per_device_batch']:>4}: "

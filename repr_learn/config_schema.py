@@ -82,6 +82,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.pos_resample_offset = 0.0  # ViT only: DINO/DINOv2 resample with scale (grid + 0.1) / old grid
   c.model.num_registers = 0         # ViT only: register tokens after the class token (DINOv2 reg: 4)
   c.model.attention = "xla"         # ViT only: 'xla', or 'cudnn' (its fused kernel where it applies, on GPUs)
+  c.model.scan_blocks = False       # transformers (ViT, decoder, text tower): blocks as one lax.scan; compiles one block, not depth (same weights, same numbers)
   c.model.drop_path = 0.0           # ViT only: stochastic depth, linear over blocks to this rate
   c.model.drop_path_uniform = False  # ViT only: the same drop_path in every block (DINOv2)
   c.model.layer_scale = 0.0         # ViT only: > 0 scales residual branches by a learned gamma (SimMIM 0.1)
@@ -449,6 +450,13 @@ def _check_matryoshka(config: ml_collections.ConfigDict) -> None:
                      ">= 1): its first layer is the nested head that reads each size.")
 
 
+def has_transformer(config: ml_collections.ConfigDict) -> bool:
+  """Whether the network has a block stack `model.scan_blocks` applies to."""
+  model = config.model
+  return (model.backbone.startswith("vit") or model.text.size != "none"
+          or model.decoder.kind in ("transformer", "predictor"))
+
+
 def _check_options_apply(config: ml_collections.ConfigDict) -> None:
   """Options that only some settings read: one set away from its default where
   nothing reads it is refused, not ignored."""
@@ -462,6 +470,8 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
       ("model.num_heads", vit, "a ViT backbone"),
       ("model.freeze_patch_embed", vit, "a ViT backbone"),
       ("model.drop_path_uniform", vit, "a ViT backbone"),
+      ("model.scan_blocks", has_transformer(config),
+       "a transformer (ViT backbone, transformer or predictor decoder, text tower)"),
       ("optimizer.patch_embed_lr_scale", vit, "a ViT backbone"),
       ("model.patch_head.hidden_dim", model.patch_head.kind == "separate",
        "model.patch_head.kind='separate'"),

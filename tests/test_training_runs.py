@@ -325,10 +325,11 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_rerun_resumes(tmp_path, d
   assert int(resumed.state.step) == 6
 
 
-def test_attention_implementation_is_not_part_of_a_runs_identity():
+def test_attention_implementation_and_block_scanning_are_not_part_of_a_runs_identity():
   old = config_schema.base_config().to_dict()
   new = config_schema.base_config()
   new.model.attention = "cudnn"
+  new.model.scan_blocks = True
   assert workdir_lib.identity_differences(old, new.to_dict()) == []
   new.model.patch_size = 8
   assert workdir_lib.identity_differences(old, new.to_dict()) == ["model.patch_size: 16 -> 8"]

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from repr_learn.losses import clustering
 from repr_learn.losses import contrastive
+from repr_learn.models import block_stack
 from repr_learn.models import vit
 
 
@@ -160,13 +161,14 @@ class _TransformerHead(nn.Module):
   dtype: Any = jnp.float32
   attention: str = "xla"
   approximate_gelu: bool = False
+  scan_blocks: bool = False  # see `block_stack`
 
-  def predict(self, x, train: bool, key_mask=None):
-    for i in range(self.depth):
-      x, _ = vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
-                              attention=self.attention,
-                              approximate_gelu=self.approximate_gelu,
-                              name=f"block_{i}")(x, train=train, key_mask=key_mask)
+  def predict(self, x, key_mask=None):
+    blocks = [vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
+                               attention=self.attention, approximate_gelu=self.approximate_gelu,
+                               name=f"block_{i}")
+              for i in range(self.depth)]
+    x, _, _ = block_stack.run_blocks(self, blocks, x, key_mask=key_mask, scan=self.scan_blocks)
     x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
     return nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(x)
 
@@ -194,7 +196,7 @@ class TokenDecoder(_TransformerHead):
     full = full + jnp.asarray(vit.sincos_2d_positions(grid, self.width)).astype(x.dtype)
     if cls is not None:
       full = jnp.concatenate([cls, full], axis=1)
-    out = self.predict(full, train)
+    out = self.predict(full)
     return (out[:, 1:] if cls is not None else out).astype(jnp.float32)
 
 
@@ -279,5 +281,5 @@ class TokenPredictor(_TransformerHead):
     key_mask = jnp.concatenate(
         [jnp.broadcast_to(context_valid[:, None], (n, b, kc)), target_valid], axis=2
     ).reshape(n * b, kc + lt)
-    out = self.predict(x, train, key_mask)[:, kc:]
+    out = self.predict(x, key_mask)[:, kc:]
     return out.reshape(n, b, lt, self.output_dim).astype(jnp.float32)

@@ -21,6 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from repr_learn.models import block_stack
 from repr_learn.models import vit
 
 POOLINGS = ("eot", "last", "mean")
@@ -56,6 +57,7 @@ class TextTransformer(nn.Module):
       big_vision's `pool_type='last'`) or 'mean' (of the tokens up to the EOT).
     eot_id: the tokenizer's end-of-text id.
     projection_bias: a bias on the projection (SigLIP; CLIP has none).
+    scan_blocks: see `block_stack`.
   """
   vocab_size: int
   context_length: int
@@ -72,6 +74,7 @@ class TextTransformer(nn.Module):
   approximate_gelu: bool = False
   attention: str = "xla"
   dtype: Any = jnp.float32
+  scan_blocks: bool = False
 
   @nn.compact
   def __call__(self, tokens, train: bool = False):
@@ -86,11 +89,12 @@ class TextTransformer(nn.Module):
     positions = self.param("pos_embedding", nn.initializers.normal(0.01),
                            (self.context_length, self.width))
     x = x + positions.astype(x.dtype)
-    for i in range(self.depth):
-      x, _ = vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
-                              attention=self.attention, approximate_gelu=self.approximate_gelu,
-                              causal=self.causal, norm_epsilon=self.norm_epsilon,
-                              name=f"block_{i}")(x)
+    blocks = [vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
+                               attention=self.attention, approximate_gelu=self.approximate_gelu,
+                               causal=self.causal, norm_epsilon=self.norm_epsilon,
+                               name=f"block_{i}")
+              for i in range(self.depth)]
+    x, _, _ = block_stack.run_blocks(self, blocks, x, scan=self.scan_blocks)
     x = nn.LayerNorm(epsilon=self.norm_epsilon, dtype=self.dtype, name="final_norm")(x)
     pooled = self._pool(x, tokens)
     if not self.output_dim:

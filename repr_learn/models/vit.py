@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from repr_learn.models import block_stack
+
 POOLINGS = ("cls", "gap", "mean", "gap_fc_norm")
 POS_RESAMPLES = ("bicubic", "bicubic_antialias")
 ATTENTIONS = ("xla", "cudnn")
@@ -158,9 +160,11 @@ class SelfAttention(nn.Module):
 class EncoderBlock(nn.Module):
   """Transformer block: pre-LN (ViT, MAE) or post-LN (data2vec 2.0).
 
+  Drop path comes per call (`drop=(key, keep_prob)`, whole residual branches
+  dropped per example): the stack's owner draws the keys, so an unrolled and a
+  scanned stack (`block_stack.run_blocks`) drop the same branches.
+
   Attributes:
-    drop_path: this block's stochastic-depth rate (whole residual branches are
-      dropped per example, in training, when a 'dropout' rng is given).
     layer_scale: > 0 multiplies each branch by a learned per-channel gamma
       initialised to this value (CaiT; SimMIM uses 0.1).
     post_norm: LayerNorm after each residual addition instead of before the branch.
@@ -177,7 +181,6 @@ class EncoderBlock(nn.Module):
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
-  drop_path: float = 0.0
   layer_scale: float = 0.0
   post_norm: bool = False
   attention: str = "xla"
@@ -185,19 +188,21 @@ class EncoderBlock(nn.Module):
   causal: bool = False
   norm_epsilon: float = 1e-6
 
-  def _branch_out(self, y, name, train):
+  def _branch_out(self, y, name, drop):
     if self.layer_scale > 0:
       gamma = self.param(name, nn.initializers.constant(self.layer_scale), (y.shape[-1],))
       y = y * gamma.astype(y.dtype)
-    # Drop path acts where the caller passes a 'dropout' key: the trained
-    # network's forward. EMA teachers run in training mode (batch statistics)
-    # without a key and so without drop path, as DINO's teacher is built.
-    drop = train and self.drop_path > 0 and self.has_rng("dropout")
-    return nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not drop)(y)
+    if drop is None:
+      return y
+    key, keep_prob = drop
+    keep = jax.random.bernoulli(key, keep_prob, (y.shape[0],) + (1,) * (y.ndim - 1))
+    return jnp.where(keep, y / jnp.asarray(keep_prob, y.dtype), jnp.zeros((), y.dtype))
 
   @nn.compact
-  def __call__(self, x, train: bool = False, key_mask=None):
+  def __call__(self, x, key_mask=None, drop=None):
     """Returns (x, the FFN's output before the residual addition)."""
+    drops = (None, None) if drop is None else tuple(
+        (key, drop[1]) for key in jax.random.split(drop[0]))
     attention = SelfAttention(self.num_heads, self.dtype, self.attention, self.causal,
                               name="attention")
     norm1 = nn.LayerNorm(epsilon=self.norm_epsilon, dtype=self.dtype, name="norm1")
@@ -209,12 +214,12 @@ class EncoderBlock(nn.Module):
           nn.gelu(y, approximate=self.approximate_gelu))
 
     if self.post_norm:
-      x = norm1(x + self._branch_out(attention(x, key_mask), "gamma1", train))
+      x = norm1(x + self._branch_out(attention(x, key_mask), "gamma1", drops[0]))
       ffn = mlp(x)
-      return norm2(x + self._branch_out(ffn, "gamma2", train)), ffn
-    x = x + self._branch_out(attention(norm1(x), key_mask), "gamma1", train)
+      return norm2(x + self._branch_out(ffn, "gamma2", drops[1])), ffn
+    x = x + self._branch_out(attention(norm1(x), key_mask), "gamma1", drops[0])
     ffn = mlp(norm2(x))
-    return x + self._branch_out(ffn, "gamma2", train), ffn
+    return x + self._branch_out(ffn, "gamma2", drops[1]), ffn
 
 
 class ViT(nn.Module):
@@ -243,6 +248,8 @@ class ViT(nn.Module):
       place of masked patch embeddings (SimMIM, MaskFeat).
     attention: see `attention_implementation`.
     approximate_gelu: see `EncoderBlock`.
+    scan_blocks: run the blocks as one `lax.scan` (see `block_stack`): one
+      compiled block instead of `depth`, the same parameters and numbers.
   """
   width: int
   depth: int
@@ -264,6 +271,7 @@ class ViT(nn.Module):
   pos_resample_offset: float = 0.0
   num_registers: int = 0
   drop_path_uniform: bool = False
+  scan_blocks: bool = False
 
   @property
   def num_features(self) -> int:
@@ -299,17 +307,21 @@ class ViT(nn.Module):
     if self.mask_token:
       self.mask_embedding = self.param("mask_token", nn.initializers.normal(0.02),
                                        (1, 1, self.width))
-    if self.drop_path_uniform or self.depth == 1:
-      rates = [self.drop_path] * self.depth
-    else:
-      rates = np.linspace(0.0, self.drop_path, self.depth)
     self.blocks = [EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
-                                drop_path=float(rates[i]), layer_scale=self.layer_scale,
+                                layer_scale=self.layer_scale,
                                 post_norm=self.post_norm, attention=self.attention,
                                 approximate_gelu=self.approximate_gelu, name=f"block_{i}")
                    for i in range(self.depth)]
     # Pre-LN stacks end in a LayerNorm; post-LN stacks normalise their input.
     self.norm = nn.LayerNorm(dtype=self.dtype)
+
+  def keep_probs(self) -> np.ndarray:
+    """Each block's probability of keeping its branches under drop path."""
+    if self.drop_path_uniform or self.depth == 1:
+      rates = np.full(self.depth, self.drop_path, np.float32)
+    else:
+      rates = np.linspace(0.0, self.drop_path, self.depth, dtype=np.float32)
+    return np.float32(1.0) - rates
 
   def grid(self, image_size: int) -> int:
     if image_size % self.patch_size:
@@ -376,11 +388,14 @@ class ViT(nn.Module):
             [jnp.ones((n, self.num_prefix_tokens), bool), key_mask], axis=1)
     if self.post_norm:
       tokens = self.norm(tokens)
-    ffn_outputs, hidden = [], []
-    for block in self.blocks:
-      tokens, ffn = block(tokens, train=train, key_mask=key_mask)
-      ffn_outputs.append(ffn)
-      hidden.append(tokens)
+    # Drop path acts where the caller passes a 'dropout' key: the trained
+    # network's forward. EMA teachers run in training mode (batch statistics)
+    # without a key and so without drop path, as DINO's teacher is built.
+    drop = train and self.drop_path > 0 and self.has_rng("dropout")
+    tokens, ffn_outputs, hidden = block_stack.run_blocks(
+        self, self.blocks, tokens, key_mask=key_mask,
+        drop_key=self.make_rng("dropout") if drop else None, keep_probs=self.keep_probs(),
+        scan=self.scan_blocks, collect=return_blocks or return_hidden)
     if not self.post_norm and self.pooling != "gap_fc_norm":
       tokens = self.norm(tokens)
     out = {"tokens": tokens}

@@ -1,0 +1,69 @@
+"""Runs a stack of transformer blocks, unrolled or as one `lax.scan`.
+
+Unrolled, XLA compiles every block of every stack once per input shape: a DINO
+step (student on two crop sizes, teacher on one, forward and backward) holds 60
+copies of a ViT-S block. Scanned (`model.scan_blocks`, MaxText's
+`scan_layers`), it compiles one block per stack and shape. The parameters keep
+their layout (`block_0` .. `block_{L-1}`, what the interop name maps, layer-wise
+lr decay and saved checkpoints address): the scan stacks them inside the step,
+so only the program changes, not the state. Both forms give the same numbers,
+drop path included: block i's key is `fold_in(drop_key, i)` either way.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _drop(drop_key, i, keep_prob):
+  """Block i's drop-path argument: its own key, its keep probability."""
+  return None if drop_key is None else (jax.random.fold_in(drop_key, i), keep_prob)
+
+
+def run_blocks(owner: nn.Module, blocks: Sequence[nn.Module], x, *, key_mask=None,
+               drop_key=None, keep_probs=None, scan: bool = False, collect: bool = False):
+  """Applies `blocks` (children of `owner`, one configuration, each returning
+  (tokens, FFN output)) in order.
+
+  Args:
+    drop_key: a key for drop path, or None for none (evaluation, EMA teachers).
+    keep_probs: [depth] float32 probabilities of keeping each block's branches.
+    scan: one `lax.scan` over the blocks (initialisation always unrolls: it
+      creates the per-block parameters the scan reads).
+    collect: also return each block's FFN output and output tokens.
+
+  Returns:
+    (tokens, [FFN outputs], [block outputs]); the lists are empty unless `collect`.
+  """
+  depth = len(blocks)
+  if keep_probs is None:
+    keep_probs = np.ones(depth, np.float32)
+  keep_probs = np.asarray(keep_probs, np.float32)
+  if not scan or depth < 2 or owner.is_initializing():
+    ffns, hidden = [], []
+    for i, block in enumerate(blocks):
+      x, ffn = block(x, key_mask=key_mask, drop=_drop(drop_key, i, keep_probs[i]))
+      if collect:
+        ffns.append(ffn)
+        hidden.append(x)
+    return x, ffns, hidden
+
+  params = owner.variables["params"]
+  stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves),
+                         *[params[block.name] for block in blocks])
+  template = blocks[0].clone(parent=None)
+
+  def body(tokens, per_block):
+    block_params, i, keep = per_block
+    tokens, ffn = template.apply({"params": block_params}, tokens, key_mask=key_mask,
+                                 drop=_drop(drop_key, i, keep))
+    return tokens, ((ffn, tokens) if collect else None)
+
+  x, outputs = jax.lax.scan(body, x, (stacked, jnp.arange(depth), jnp.asarray(keep_probs)))
+  if not collect:
+    return x, [], []
+  ffns, hidden = outputs
+  return x, list(ffns), list(hidden)

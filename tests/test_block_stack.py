@@ -1,0 +1,96 @@
+"""Transformer stacks run as one `lax.scan` (`model.scan_blocks`): the same
+parameters, numbers and drop-path draws as the unrolled blocks, in a program
+that holds one block instead of `depth`."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from repr_learn import config_schema
+from repr_learn.models import heads
+from repr_learn.models import text
+from repr_learn.models import vit
+
+VIT = dict(width=32, depth=3, num_heads=2, mlp_dim=64, patch_size=4, drop_path=0.4,
+           layer_scale=0.1)
+
+
+def _encode_loss(model, images):
+  def loss(variables):
+    out = model.apply(variables, images, train=True, return_blocks=True, return_hidden=True,
+                      method=model.encode, rngs={"dropout": jax.random.PRNGKey(7)})
+    extra = sum(jnp.sum(b * h) for b, h in zip(out["blocks"], out["hidden"]))
+    return jnp.sum(out["tokens"] ** 2) + 1e-2 * extra, out
+  return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+
+def test_scanned_vit_matches_the_unrolled_one_drop_path_included():
+  images = jax.random.normal(jax.random.PRNGKey(0), (6, 16, 16, 3))
+  unrolled, scanned = vit.ViT(**VIT), vit.ViT(**VIT, scan_blocks=True)
+  variables = jax.jit(unrolled.init)(jax.random.PRNGKey(1), images)
+  # Same layout: scanning changes the program, not the state.
+  assert (jax.tree.structure(jax.eval_shape(scanned.init, jax.random.PRNGKey(1), images))
+          == jax.tree.structure(variables))
+  (loss_u, out_u), grads_u = _encode_loss(unrolled, images)(variables)
+  (loss_s, out_s), grads_s = _encode_loss(scanned, images)(variables)
+  np.testing.assert_allclose(loss_s, loss_u, rtol=1e-5)
+  for key in ("blocks", "hidden"):
+    assert len(out_s[key]) == VIT["depth"]
+    for a, b in zip(out_s[key], out_u[key]):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  # Drop path drew the same branches: another key gives another loss.
+  other = unrolled.apply(variables, images, train=True, method=unrolled.encode,
+                         rngs={"dropout": jax.random.PRNGKey(8)})["tokens"]
+  assert not np.allclose(other, out_u["tokens"], atol=1e-3)
+  for a, b in zip(jax.tree.leaves(grads_s), jax.tree.leaves(grads_u)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-7)
+
+
+def _dot_count(fn, *args) -> int:
+  return jax.jit(fn).lower(*args).as_text().count("stablehlo.dot_general")
+
+
+def test_the_scanned_program_holds_one_block():
+  images = jnp.zeros((2, 16, 16, 3))
+  depth6 = dict(VIT, depth=6)
+  unrolled, scanned = vit.ViT(**depth6), vit.ViT(**depth6, scan_blocks=True)
+  variables = jax.eval_shape(unrolled.init, jax.random.PRNGKey(0), images)
+  dots_unrolled = _dot_count(lambda v: unrolled.apply(v, images), variables)
+  dots_scanned = _dot_count(lambda v: scanned.apply(v, images), variables)
+  # Per block: qkv, two attention products, out, two MLP layers.
+  assert dots_unrolled == 6 * dots_scanned
+
+
+def _assert_scan_matches(module_class, fields, *args):
+  unrolled, scanned = module_class(**fields), module_class(**fields, scan_blocks=True)
+  static = tuple(i + 1 for i, a in enumerate(args) if isinstance(a, int))
+  variables = jax.jit(unrolled.init, static_argnums=static)(jax.random.PRNGKey(1), *args)
+  run = lambda m: jax.jit(m.apply, static_argnums=static)(variables, *args)
+  np.testing.assert_allclose(run(scanned), run(unrolled), rtol=1e-5, atol=1e-6)
+
+
+def test_scanned_text_tower_and_token_heads_match_the_unrolled_ones():
+  tokens = jax.random.randint(jax.random.PRNGKey(0), (3, 8), 0, 50)
+  kw = dict(vocab_size=50, context_length=8, width=32, depth=3, num_heads=2, mlp_dim=64,
+            output_dim=16, eot_id=49)
+  _assert_scan_matches(text.TextTransformer, kw, tokens)
+
+  visible = jax.random.normal(jax.random.PRNGKey(2), (2, 1 + 4, 32))
+  ids_keep = jnp.array([[0, 3, 5, 9], [1, 2, 8, 15]])
+  kw = dict(width=32, depth=3, num_heads=2, mlp_dim=64, output_dim=12)
+  _assert_scan_matches(heads.TokenDecoder, kw, visible, ids_keep, 16)
+
+  # I-JEPA's predictor masks padding keys in every block.
+  context = visible[:, 1:]
+  valid = jnp.array([[True, True, True, False], [True, True, False, False]])
+  targets, target_valid = jnp.array([[[4, 6]], [[7, 11]]]), jnp.ones((2, 1, 2), bool)
+  _assert_scan_matches(heads.TokenPredictor, kw, context, ids_keep, valid, targets,
+                       target_valid, 16)
+
+
+def test_scan_blocks_is_refused_without_a_transformer():
+  config = config_schema.base_config()
+  config.model.scan_blocks = True
+  with pytest.raises(ValueError, match="model.scan_blocks.*transformer"):
+    config_schema.validate(config)
