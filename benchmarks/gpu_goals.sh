@@ -8,17 +8,18 @@
 #   3. MAE with cuDNN's fused attention against XLA's; the blur three ways;
 #   4. DINOv2 ViT-L/16 at its per-GPU batch;
 #   5. DINO and DINOv2 with their blocks scanned (model.scan_blocks): compile
-#      time and step time against steps 3-4's unrolled figures.
+#      time and step time against steps 3-4's unrolled figures; DINOv2 scanned
+#      and rematerialised at 256 per GPU (its batch split over 8 GPUs, not 32).
 #
 #   bash benchmarks/gpu_goals.sh [OUTDIR [STEP ...]]   (default benchmarks/gpu, every step)
 #
 # Steps: simclr_side_by_side mae_side_by_side dino_side_by_side simclr_profile
 # mae_profile dino_profile mae_cudnn_attention blur_224 blur_96 dinov2
-# dino_scan dinov2_scan. Each
+# dino_scan dinov2_scan dinov2_remat. Each
 # has its own time limit (STEP_LIMIT seconds, default 240) so one slow compile
 # cannot eat the lease; the log says which ran out. All of them take longer
 # than one 10-minute device call: run the three side-by-sides in one call,
-# the profiles to dinov2 in a second, and the two scans in a third. TORCH_MODES (default eager,default) sets the PyTorch
+# the profiles to dinov2 in a second, and the scans in a third. TORCH_MODES (default eager,default) sets the PyTorch
 # sides; max-autotune compiles for minutes per model.
 #
 # Model FLOPs per image (2 x MACs, training = 3 x forward):
@@ -84,3 +85,6 @@ run dino_scan "$py" benchmarks/throughput.py --config=configs/dino.py:imagenet \
 run dinov2_scan "$py" benchmarks/throughput.py --config=configs/dinov2.py:imagenet \
     --config.batch_size=64 --config.model.scan_blocks=True "${common[@]}" \
     --model_flops_per_image=1.55e12 --out="$out/throughput.jsonl"
+run dinov2_remat "$py" benchmarks/throughput.py --config=configs/dinov2.py:imagenet \
+    --config.batch_size=256 --config.model.scan_blocks=True --config.model.remat_blocks=True \
+    "${common[@]}" --model_flops_per_image=1.55e12 --out="$out/throughput.jsonl"

@@ -4,6 +4,7 @@
   python benchmarks/memory.py --configs=mae,dino --devices=8
   python benchmarks/memory.py --configs=dino,swav --variants=imagenet   # e.g. compile time
   python benchmarks/memory.py --scan_blocks      # the transformer recipes, blocks scanned
+  python benchmarks/memory.py --remat_blocks     # ... blocks recomputed in the backward pass
 
 For each config's ImageNet variants, the trainer's own step
 (`train.Setup.compiled_train_step`) is lowered on abstract state and batch
@@ -94,6 +95,8 @@ def main() -> None:
   out = flags.DEFINE_string("out", "benchmarks/memory.jsonl", "JSON lines file to append to.")
   scan_blocks = flags.DEFINE_bool("scan_blocks", False, "Set model.scan_blocks in the "
                                   "recipes with a transformer (one compiled block per stack).")
+  remat_blocks = flags.DEFINE_bool("remat_blocks", False, "Set model.remat_blocks in the "
+                                   "recipes with a transformer (blocks recomputed backward).")
 
   def run(argv):
     del argv
@@ -106,13 +109,14 @@ def main() -> None:
       for variant in [v for v in common.variants(module) if v.startswith("imagenet")
                       and (not variants.value or v in variants.value)]:
         config = module.get_config(variant)
-        if scan_blocks.value:
+        if scan_blocks.value or remat_blocks.value:
           if not config_schema.has_transformer(config):
             continue
-          config.model.scan_blocks = True
+          config.model.scan_blocks = scan_blocks.value
+          config.model.remat_blocks = remat_blocks.value
         r = measure(config, devices=devices.value)
         r.update(config=f"configs/{name}.py:{variant}", machine=machine, versions=versions,
-                 scan_blocks=config.model.scan_blocks)
+                 scan_blocks=config.model.scan_blocks, remat_blocks=config.model.remat_blocks)
         m = r["memory"]
         print(f"{r['config']:<40} {r['backbone']:<10} {r['dtype']:<9} batch "
               f"{r['global_batch']:>5} / {devices.value} = {r['per_device_batch']:>4}: "

@@ -83,6 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.num_registers = 0         # ViT only: register tokens after the class token (DINOv2 reg: 4)
   c.model.attention = "xla"         # ViT only: 'xla', or 'cudnn' (its fused kernel where it applies, on GPUs)
   c.model.scan_blocks = False       # transformers (ViT, decoder, text tower): blocks as one lax.scan; compiles one block, not depth (same weights, same numbers)
+  c.model.remat_blocks = False      # with scan_blocks: recompute each block's activations in the backward pass (jax.checkpoint): less memory, ~1/3 more FLOPs
   c.model.drop_path = 0.0           # ViT only: stochastic depth, linear over blocks to this rate
   c.model.drop_path_uniform = False  # ViT only: the same drop_path in every block (DINOv2)
   c.model.layer_scale = 0.0         # ViT only: > 0 scales residual branches by a learned gamma (SimMIM 0.1)
@@ -472,6 +473,8 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
       ("model.drop_path_uniform", vit, "a ViT backbone"),
       ("model.scan_blocks", has_transformer(config),
        "a transformer (ViT backbone, transformer or predictor decoder, text tower)"),
+      ("model.remat_blocks", model.scan_blocks,
+       "model.scan_blocks=True (the blocks are recomputed inside the scan)"),
       ("optimizer.patch_embed_lr_scale", vit, "a ViT backbone"),
       ("model.patch_head.hidden_dim", model.patch_head.kind == "separate",
        "model.patch_head.kind='separate'"),

@@ -30,7 +30,7 @@ LOCK_PREFIX = ".lock"
 IDENTITY_KEYS = ("objective", "model", "data.name", "augment.crop_size", "batch_size")
 # Fields inside those sections that choose only how the same computation runs
 # (the checkpoint fits either way), so a resume may change them.
-EXECUTION_KEYS = ("model.attention", "model.scan_blocks")
+EXECUTION_KEYS = ("model.attention", "model.scan_blocks", "model.remat_blocks")
 
 
 class WorkdirError(RuntimeError):

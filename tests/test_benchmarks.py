@@ -1,12 +1,16 @@
 """benchmarks/throughput.py: the real train step, timed on synthetic data."""
 
+import importlib
 import json
+import pathlib
+import re
 
 from benchmarks import input_pipeline
 from benchmarks import memory
 from benchmarks import throughput
 from configs import mae as mae_config
 from configs import simclr as simclr_config
+from repr_learn import config_schema
 
 
 def test_measure_reports_every_documented_key_on_the_smoke_config(tfds_dir):
@@ -67,3 +71,34 @@ def test_input_pipeline_decodes_resizes_and_counts_cores():
   cores = r["cores_per_gpu_at_goal"]["simclr_r50"]
   assert cores["original"] == goal / stages["decode_resize"]
   assert cores["resized"] == goal / stages["resized_store_read"]
+
+
+def _gpu_goals_configs():
+  """(config file, variant, {field: value}) for each `--config=` run of
+  benchmarks/gpu_goals.sh whose fields are written out (not shell variables)."""
+  script = pathlib.Path(__file__).parent.parent / "benchmarks" / "gpu_goals.sh"
+  text = script.read_text().replace("\\\n", " ")
+  runs = []
+  for line in text.splitlines():
+    found = re.search(r"--config=configs/(\w+)\.py:(\w+)", line)
+    if not found or "$" in found.group(0):
+      continue
+    fields = dict(re.findall(r"--config\.([\w.]+)=(\S+)", line))
+    runs.append((found.group(1), found.group(2), fields))
+  return runs
+
+
+def test_the_gpu_script_asks_for_valid_configs():
+  """The device lease is scarce: a typo or a refused combination in
+  gpu_goals.sh must fail here, not on the GPU."""
+  runs = _gpu_goals_configs()
+  assert any(fields.get("model.remat_blocks") == "True" for _, _, fields in runs)
+  for name, variant, fields in runs:
+    config = importlib.import_module(f"configs.{name}").get_config(variant)
+    for dotted, text in fields.items():
+      *parents, leaf = dotted.split(".")
+      node = config
+      for part in parents:
+        node = node[part]
+      node[leaf] = type(node[leaf])(text == "True" if isinstance(node[leaf], bool) else text)
+    config_schema.validate(config)

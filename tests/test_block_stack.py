@@ -1,6 +1,7 @@
-"""Transformer stacks run as one `lax.scan` (`model.scan_blocks`): the same
-parameters, numbers and drop-path draws as the unrolled blocks, in a program
-that holds one block instead of `depth`."""
+"""Transformer stacks run as one `lax.scan` (`model.scan_blocks`), optionally
+rematerialised (`model.remat_blocks`): the same parameters, numbers and
+drop-path draws as the unrolled blocks, in a program that holds one block
+instead of `depth`, and with remat a fraction of the activation memory."""
 
 import jax
 import jax.numpy as jnp
@@ -25,9 +26,11 @@ def _encode_loss(model, images):
   return jax.jit(jax.value_and_grad(loss, has_aux=True))
 
 
-def test_scanned_vit_matches_the_unrolled_one_drop_path_included():
+@pytest.mark.parametrize("form", [{"scan_blocks": True},
+                                  {"scan_blocks": True, "remat_blocks": True}])
+def test_scanned_vit_matches_the_unrolled_one_drop_path_included(form):
   images = jax.random.normal(jax.random.PRNGKey(0), (6, 16, 16, 3))
-  unrolled, scanned = vit.ViT(**VIT), vit.ViT(**VIT, scan_blocks=True)
+  unrolled, scanned = vit.ViT(**VIT), vit.ViT(**VIT, **form)
   variables = jax.jit(unrolled.init)(jax.random.PRNGKey(1), images)
   # Same layout: scanning changes the program, not the state.
   assert (jax.tree.structure(jax.eval_shape(scanned.init, jax.random.PRNGKey(1), images))
@@ -45,6 +48,25 @@ def test_scanned_vit_matches_the_unrolled_one_drop_path_included():
   assert not np.allclose(other, out_u["tokens"], atol=1e-3)
   for a, b in zip(jax.tree.leaves(grads_s), jax.tree.leaves(grads_u)):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-7)
+
+
+def _temporaries(model, variables, images) -> int:
+  """XLA's temporary bytes for the gradient of a loss through `model`."""
+  def loss(v):
+    return jnp.sum(model.apply(v, images, train=True, rngs={"dropout": jax.random.PRNGKey(3)})
+                   ** 2)
+  return jax.jit(jax.grad(loss)).lower(variables).compile().memory_analysis().temp_size_in_bytes
+
+
+def test_rematerialised_blocks_keep_a_fraction_of_the_activations():
+  """Measured on XLA:CPU: 22.0 MB unrolled, 23.7 MB scanned, 5.3 MB scanned and
+  rematerialised (six blocks, 64 images of 17 tokens)."""
+  images = jax.random.normal(jax.random.PRNGKey(0), (64, 16, 16, 3))
+  fields = dict(VIT, depth=6)
+  variables = jax.eval_shape(vit.ViT(**fields).init, jax.random.PRNGKey(1), images)
+  unrolled = _temporaries(vit.ViT(**fields), variables, images)
+  remat = _temporaries(vit.ViT(**fields, scan_blocks=True, remat_blocks=True), variables, images)
+  assert remat < 0.5 * unrolled
 
 
 def _dot_count(fn, *args) -> int:
@@ -89,8 +111,14 @@ def test_scanned_text_tower_and_token_heads_match_the_unrolled_ones():
                        target_valid, 16)
 
 
-def test_scan_blocks_is_refused_without_a_transformer():
+def test_scan_blocks_is_refused_without_a_transformer_and_remat_without_the_scan():
   config = config_schema.base_config()
   config.model.scan_blocks = True
   with pytest.raises(ValueError, match="model.scan_blocks.*transformer"):
     config_schema.validate(config)
+  config = config_schema.base_config()
+  config.model.update(backbone="vit_test", remat_blocks=True)
+  with pytest.raises(ValueError, match="model.remat_blocks.*model.scan_blocks=True"):
+    config_schema.validate(config)
+  with pytest.raises(ValueError, match="set model.scan_blocks=True"):
+    vit.ViT(**VIT, remat_blocks=True).init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)))

@@ -167,7 +167,8 @@ def build_backbone(config: ml_collections.ConfigDict, image_size: int = 224,
                    pos_resample_offset=config.pos_resample_offset,
                    num_registers=config.num_registers,
                    drop_path_uniform=config.drop_path_uniform,
-                   scan_blocks=config.scan_blocks, name="backbone")
+                   scan_blocks=config.scan_blocks, remat_blocks=config.remat_blocks,
+                   name="backbone")
   raise ValueError(f"Unknown backbone {config.backbone!r}; choose one of {BACKBONES}.")
 
 
@@ -180,7 +181,8 @@ def build_decoder(config: ml_collections.ConfigDict, output_dim: int) -> nn.Modu
     return heads.TokenDecoder(width=dec.width, depth=dec.depth, num_heads=dec.num_heads,
                               mlp_dim=dec.mlp_dim, output_dim=output_dim, dtype=dtype,
                               attention=config.attention, approximate_gelu=approximate_gelu,
-                              scan_blocks=config.scan_blocks, name="decoder")
+                              scan_blocks=config.scan_blocks, remat_blocks=config.remat_blocks,
+                              name="decoder")
   if dec.kind == "linear":
     return heads.LinearTokenHead(output_dim=output_dim, norm=dec.depth > 0, dtype=dtype,
                                  name="decoder")
@@ -192,7 +194,8 @@ def build_decoder(config: ml_collections.ConfigDict, output_dim: int) -> nn.Modu
     return heads.TokenPredictor(width=dec.width, depth=dec.depth, num_heads=dec.num_heads,
                                 mlp_dim=dec.mlp_dim, output_dim=output_dim, dtype=dtype,
                                 attention=config.attention, approximate_gelu=approximate_gelu,
-                                scan_blocks=config.scan_blocks, name="decoder")
+                                scan_blocks=config.scan_blocks, remat_blocks=config.remat_blocks,
+                                name="decoder")
   raise ValueError(f"Unknown model.decoder.kind {dec.kind!r}.")
 
 
@@ -274,7 +277,8 @@ def _two_tower_network(config: ml_collections.ConfigDict, image_size: int,
       pooling=config.text.pooling, eot_id=token_format.eot_id,
       projection_bias=config.text.projection_bias, norm_epsilon=config.text.norm_epsilon,
       approximate_gelu=config.gelu == "tanh", attention=config.attention, dtype=dtype,
-      scan_blocks=config.scan_blocks, name="text")
+      scan_blocks=config.scan_blocks, remat_blocks=config.remat_blocks,
+      name="text")
   return two_towers.TwoTowerNetwork(backbone=backbone, image_head=image_head, text=tower,
                                     context_length=token_format.context_length,
                                     logit_scale_init=config.logit_scale_init,

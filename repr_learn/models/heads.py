@@ -162,13 +162,15 @@ class _TransformerHead(nn.Module):
   attention: str = "xla"
   approximate_gelu: bool = False
   scan_blocks: bool = False  # see `block_stack`
+  remat_blocks: bool = False  # see `block_stack`
 
   def predict(self, x, key_mask=None):
     blocks = [vit.EncoderBlock(self.num_heads, self.mlp_dim, self.dtype,
                                attention=self.attention, approximate_gelu=self.approximate_gelu,
                                name=f"block_{i}")
               for i in range(self.depth)]
-    x, _, _ = block_stack.run_blocks(self, blocks, x, key_mask=key_mask, scan=self.scan_blocks)
+    x, _, _ = block_stack.run_blocks(self, blocks, x, key_mask=key_mask, scan=self.scan_blocks,
+                                     remat=self.remat_blocks)
     x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
     return nn.Dense(self.output_dim, dtype=self.dtype, name="predict")(x)
 

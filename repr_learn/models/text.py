@@ -57,7 +57,7 @@ class TextTransformer(nn.Module):
       big_vision's `pool_type='last'`) or 'mean' (of the tokens up to the EOT).
     eot_id: the tokenizer's end-of-text id.
     projection_bias: a bias on the projection (SigLIP; CLIP has none).
-    scan_blocks: see `block_stack`.
+    scan_blocks, remat_blocks: see `block_stack`.
   """
   vocab_size: int
   context_length: int
@@ -75,6 +75,7 @@ class TextTransformer(nn.Module):
   attention: str = "xla"
   dtype: Any = jnp.float32
   scan_blocks: bool = False
+  remat_blocks: bool = False
 
   @nn.compact
   def __call__(self, tokens, train: bool = False):
@@ -94,7 +95,8 @@ class TextTransformer(nn.Module):
                                causal=self.causal, norm_epsilon=self.norm_epsilon,
                                name=f"block_{i}")
               for i in range(self.depth)]
-    x, _, _ = block_stack.run_blocks(self, blocks, x, scan=self.scan_blocks)
+    x, _, _ = block_stack.run_blocks(self, blocks, x, scan=self.scan_blocks,
+                                     remat=self.remat_blocks)
     x = nn.LayerNorm(epsilon=self.norm_epsilon, dtype=self.dtype, name="final_norm")(x)
     pooled = self._pool(x, tokens)
     if not self.output_dim:

@@ -250,6 +250,8 @@ class ViT(nn.Module):
     approximate_gelu: see `EncoderBlock`.
     scan_blocks: run the blocks as one `lax.scan` (see `block_stack`): one
       compiled block instead of `depth`, the same parameters and numbers.
+    remat_blocks: recompute each block's activations in the backward pass
+      (see `block_stack`).
   """
   width: int
   depth: int
@@ -272,6 +274,7 @@ class ViT(nn.Module):
   num_registers: int = 0
   drop_path_uniform: bool = False
   scan_blocks: bool = False
+  remat_blocks: bool = False
 
   @property
   def num_features(self) -> int:
@@ -395,7 +398,7 @@ class ViT(nn.Module):
     tokens, ffn_outputs, hidden = block_stack.run_blocks(
         self, self.blocks, tokens, key_mask=key_mask,
         drop_key=self.make_rng("dropout") if drop else None, keep_probs=self.keep_probs(),
-        scan=self.scan_blocks, collect=return_blocks or return_hidden)
+        scan=self.scan_blocks, remat=self.remat_blocks, collect=return_blocks or return_hidden)
     if not self.post_norm and self.pooling != "gap_fc_norm":
       tokens = self.norm(tokens)
     out = {"tokens": tokens}
