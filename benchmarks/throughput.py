@@ -23,13 +23,15 @@ dataset before step 0 is not part of the step.
 Prints a summary and appends one JSON line (the dict `measure` returns, plus
 the command) to `--out`. Keys of that dict (`RESULT_KEYS`):
 
-  config                 method, data, backbone, dtype, batch, image and crop size
+  config                 method, data, backbone, dtype, batch, image and crop size,
+                         scanned and rematerialised blocks
   steps, warmup          timed and untimed steps
   num_devices            devices the global batch is split over
   num_params             parameters of the network
   lower_s, compile_s     tracing + lowering, and XLA compilation, of the step
   xla_flops_per_step     compiled step's `cost_analysis()` FLOPs, all devices
-                         (the per-device SPMD program's count x devices)
+                         (the per-device SPMD program's count x devices); None
+                         with model.scan_blocks (XLA counts the loop body once)
   xla_flops_per_image    the same per image of the global batch
   model_flops_per_image  as given (e.g. 58.7e9 for MAE ViT-B/16), else None
   step_time_s            {median, min, max, p25, p75} over the timed steps
@@ -313,7 +315,9 @@ def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
                           warmup=warmup) if end_to_end else None)
 
   num_devices = mesh.devices.size
-  per_device = _flops(compiled)
+  # XLA's cost analysis counts a while loop's body once: a scanned stack's
+  # blocks would be counted as one.
+  per_device = None if config.model.scan_blocks else _flops(compiled)
   xla_flops = per_device * num_devices if per_device is not None else None
   step_time = stats.spread(times)
   images_per_sec = stats.spread([config.batch_size / t for t in times])
@@ -327,7 +331,8 @@ def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
                  "patch_size": config.model.patch_size if "vit" in config.model.backbone else None,
                  "dtype": config.model.dtype, "batch_size": config.batch_size,
                  "image_size": spec.image_size, "crop_size": config.augment.crop_size,
-                 "nominal_examples": num_examples},
+                 "nominal_examples": num_examples, "scan_blocks": config.model.scan_blocks,
+                 "remat_blocks": config.model.remat_blocks},
       "steps": steps, "warmup": warmup, "num_devices": num_devices,
       "num_params": int(sum(x.size for x in jax.tree.leaves(state.params))),
       "lower_s": t1 - t0, "compile_s": t2 - t1,
@@ -366,7 +371,8 @@ def summary(r: dict[str, Any]) -> str:
                f"(XLA/model {r['xla_flops_per_image'] / r['model_flops_per_image']:.2f}x)")
     lines.append(line)
   else:
-    lines.append("FLOPs: n/a (no cost analysis)")
+    lines.append("FLOPs: n/a (" + ("XLA counts a scanned block once"
+                                   if r["config"].get("scan_blocks") else "no cost analysis") + ")")
   lines += [
       f"Images/s: median {ips['median']:.4g} (min {ips['min']:.4g}, max {ips['max']:.4g}, "
       f"IQR {ips['p25']:.4g}-{ips['p75']:.4g}) over {r['steps']} steps after {r['warmup']} warm-up",
