@@ -7,19 +7,21 @@
 #      (profile_summary.py);
 #   3. MAE with cuDNN's fused attention against XLA's; the blur three ways;
 #   4. DINOv2 ViT-L/16 at its per-GPU batch;
-#   5. DINO and DINOv2 with their blocks scanned (model.scan_blocks): compile
-#      time and step time against steps 3-4's unrolled figures; DINOv2 scanned
-#      and rematerialised at 256 per GPU (its batch split over 8 GPUs, not 32).
+#   5. DINO unrolled then scanned (model.scan_blocks), DINOv2 scanned (against
+#      step 4's unrolled run), all with the same steps: compile time and step
+#      time; DINOv2 scanned and rematerialised at 256 per GPU (its batch split
+#      over 8 GPUs, not 32).
 #
 #   bash benchmarks/gpu_goals.sh [OUTDIR [STEP ...]]   (default benchmarks/gpu, every step)
 #
 # Steps: simclr_side_by_side mae_side_by_side dino_side_by_side simclr_profile
 # mae_profile dino_profile mae_cudnn_attention blur_224 blur_96 dinov2
-# dino_scan dinov2_scan dinov2_remat. Each
+# dino_unrolled dino_scan dinov2_scan dinov2_remat. Each
 # has its own time limit (STEP_LIMIT seconds, default 240) so one slow compile
 # cannot eat the lease; the log says which ran out. All of them take longer
 # than one 10-minute device call: run the three side-by-sides in one call,
-# the profiles to dinov2 in a second, and the scans in a third. TORCH_MODES (default eager,default) sets the PyTorch
+# the profiles to dinov2 in a second, dino_unrolled and dino_scan in a third,
+# dinov2_scan and dinov2_remat in a fourth (the first two matter most). TORCH_MODES (default eager,default) sets the PyTorch
 # sides; max-autotune compiles for minutes per model.
 #
 # Model FLOPs per image (2 x MACs, training = 3 x forward):
@@ -79,6 +81,9 @@ run blur_96 "$py" benchmarks/blur.py --batch=1024 --size=96 --taps=9 --out="$out
 run dinov2 "$py" benchmarks/throughput.py --config=configs/dinov2.py:imagenet \
     --config.batch_size=64 "${common[@]}" --model_flops_per_image=1.55e12 \
     --out="$out/throughput.jsonl"
+run dino_unrolled "$py" benchmarks/throughput.py --config=configs/dino.py:imagenet \
+    --config.batch_size=128 "${common[@]}" \
+    --model_flops_per_image=111e9 --out="$out/throughput.jsonl"
 run dino_scan "$py" benchmarks/throughput.py --config=configs/dino.py:imagenet \
     --config.batch_size=128 --config.model.scan_blocks=True "${common[@]}" \
     --model_flops_per_image=111e9 --out="$out/throughput.jsonl"

@@ -4,7 +4,7 @@
   python benchmarks/memory.py --configs=mae,dino --devices=8
   python benchmarks/memory.py --configs=dino,swav --variants=imagenet   # e.g. compile time
   python benchmarks/memory.py --scan_blocks      # the transformer recipes, blocks scanned
-  python benchmarks/memory.py --remat_blocks     # ... blocks recomputed in the backward pass
+  python benchmarks/memory.py --remat_blocks     # ... scanned and recomputed in the backward pass
 
 For each config's ImageNet variants, the trainer's own step
 (`train.Setup.compiled_train_step`) is lowered on abstract state and batch
@@ -95,8 +95,8 @@ def main() -> None:
   out = flags.DEFINE_string("out", "benchmarks/memory.jsonl", "JSON lines file to append to.")
   scan_blocks = flags.DEFINE_bool("scan_blocks", False, "Set model.scan_blocks in the "
                                   "recipes with a transformer (one compiled block per stack).")
-  remat_blocks = flags.DEFINE_bool("remat_blocks", False, "Set model.remat_blocks in the "
-                                   "recipes with a transformer (blocks recomputed backward).")
+  remat_blocks = flags.DEFINE_bool("remat_blocks", False, "Set model.remat_blocks (and "
+                                   "model.scan_blocks) in the recipes with a transformer.")
 
   def run(argv):
     del argv
@@ -112,7 +112,7 @@ def main() -> None:
         if scan_blocks.value or remat_blocks.value:
           if not config_schema.has_transformer(config):
             continue
-          config.model.scan_blocks = scan_blocks.value
+          config.model.scan_blocks = True  # remat runs inside the scan
           config.model.remat_blocks = remat_blocks.value
         r = measure(config, devices=devices.value)
         r.update(config=f"configs/{name}.py:{variant}", machine=machine, versions=versions,

@@ -330,6 +330,7 @@ def test_attention_implementation_and_block_scanning_are_not_part_of_a_runs_iden
   new = config_schema.base_config()
   new.model.attention = "cudnn"
   new.model.scan_blocks = True
+  new.model.remat_blocks = True
   assert workdir_lib.identity_differences(old, new.to_dict()) == []
   new.model.patch_size = 8
   assert workdir_lib.identity_differences(old, new.to_dict()) == ["model.patch_size: 16 -> 8"]

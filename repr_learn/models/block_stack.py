@@ -6,8 +6,10 @@ copies of a ViT-S block. Scanned (`model.scan_blocks`, MaxText's
 `scan_layers`), it compiles one block per stack and shape. The parameters keep
 their layout (`block_0` .. `block_{L-1}`, what the interop name maps, layer-wise
 lr decay and saved checkpoints address): the scan stacks them inside the step,
-so only the program changes, not the state. Both forms give the same numbers,
-drop path included: block i's key is `fold_in(drop_key, i)` either way.
+so only the program changes, not the state. Both forms compute the same thing,
+drop path included (block i's key is `fold_in(drop_key, i)` either way): equal
+in float32 up to rounding; in bfloat16 XLA fuses and rounds the loop body
+otherwise, so values differ by a rounding step here and there.
 
 `model.remat_blocks` puts the scanned block under `jax.checkpoint`: the
 backward pass recomputes each block's activations from its input, so a stack
@@ -53,7 +55,7 @@ def run_blocks(owner: nn.Module, blocks: Sequence[nn.Module], x, *, key_mask=Non
   if remat and not scan:
     raise ValueError("Rematerialised blocks run inside the scan: set model.scan_blocks=True "
                      "with model.remat_blocks.")
-  if scan and not owner.is_initializing():
+  if scan and blocks and not owner.is_initializing():
     return _scan(owner, blocks, x, key_mask, drop_key, keep_probs, remat, collect)
   ffns, hidden = [], []
   for i, block in enumerate(blocks):
@@ -78,7 +80,7 @@ def _scan(owner, blocks, x, key_mask, drop_key, keep_probs, remat, collect):
     return tokens, ((ffn, tokens) if collect else None)
 
   if remat:
-    body = jax.checkpoint(body)
+    body = jax.checkpoint(body, prevent_cse=False)  # the scan already keeps it apart
   x, outputs = jax.lax.scan(body, x, (stacked, jnp.arange(len(blocks)),
                                       jnp.asarray(keep_probs)))
   if not collect:

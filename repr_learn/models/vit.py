@@ -196,7 +196,9 @@ class EncoderBlock(nn.Module):
       return y
     key, keep_prob = drop
     keep = jax.random.bernoulli(key, keep_prob, (y.shape[0],) + (1,) * (y.ndim - 1))
-    return jnp.where(keep, y / jnp.asarray(keep_prob, y.dtype), jnp.zeros((), y.dtype))
+    # A rate of 1 keeps nothing; dividing by 1 then keeps the gradient finite.
+    scale = jnp.asarray(jnp.where(keep_prob > 0, keep_prob, 1.0), y.dtype)
+    return jnp.where(keep, y / scale, jnp.zeros((), y.dtype))
 
   @nn.compact
   def __call__(self, x, key_mask=None, drop=None):
@@ -249,7 +251,7 @@ class ViT(nn.Module):
     attention: see `attention_implementation`.
     approximate_gelu: see `EncoderBlock`.
     scan_blocks: run the blocks as one `lax.scan` (see `block_stack`): one
-      compiled block instead of `depth`, the same parameters and numbers.
+      compiled block instead of `depth`, the same parameters and computation.
     remat_blocks: recompute each block's activations in the backward pass
       (see `block_stack`).
   """
