@@ -82,7 +82,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.pos_resample_offset = 0.0  # ViT only: DINO/DINOv2 resample with scale (grid + 0.1) / old grid
   c.model.num_registers = 0         # ViT only: register tokens after the class token (DINOv2 reg: 4)
   c.model.attention = "xla"         # ViT only: 'xla', or 'cudnn' (its fused kernel where it applies, on GPUs)
-  c.model.scan_blocks = False       # transformers (ViT, decoder, text tower): blocks as one lax.scan; compiles one block, not depth (same weights and computation)
+  c.model.scan_blocks = False       # transformers (ViT, decoder, text tower): blocks as one lax.scan; the program holds one block, not depth (same weights and computation)
   c.model.remat_blocks = False      # with scan_blocks: recompute each block's activations in the backward pass (jax.checkpoint): less memory, ~1/3 more FLOPs
   c.model.drop_path = 0.0           # ViT only: stochastic depth, linear over blocks to this rate
   c.model.drop_path_uniform = False  # ViT only: the same drop_path in every block (DINOv2)

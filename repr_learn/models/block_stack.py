@@ -1,9 +1,11 @@
 """Runs a stack of transformer blocks, unrolled or as one `lax.scan`.
 
-Unrolled, XLA compiles every block of every stack once per input shape: a DINO
-step (student on two crop sizes, teacher on one, forward and backward) holds 60
-copies of a ViT-S block. Scanned (`model.scan_blocks`, MaxText's
-`scan_layers`), it compiles one block per stack and shape. The parameters keep
+Unrolled, the program holds every block of every stack once per input shape: a
+DINO step (student on two crop sizes, teacher on one, forward and backward)
+holds 60 copies of a ViT-S block. Scanned (`model.scan_blocks`, MaxText's
+`scan_layers`), it holds one per stack and shape. That cuts tracing by a third
+or more; XLA:CPU already compiled identical kernels once, so the compile time
+moved between -20% and +23% by recipe (BENCHMARKS.md). The parameters keep
 their layout (`block_0` .. `block_{L-1}`, what the interop name maps, layer-wise
 lr decay and saved checkpoints address): the scan stacks them inside the step,
 so only the program changes, not the state. Both forms compute the same thing,

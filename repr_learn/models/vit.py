@@ -251,7 +251,7 @@ class ViT(nn.Module):
     attention: see `attention_implementation`.
     approximate_gelu: see `EncoderBlock`.
     scan_blocks: run the blocks as one `lax.scan` (see `block_stack`): one
-      compiled block instead of `depth`, the same parameters and computation.
+      block in the program instead of `depth`, the same parameters and computation.
     remat_blocks: recompute each block's activations in the backward pass
       (see `block_stack`).
   """
