@@ -94,7 +94,7 @@ def main() -> None:
                                "variant whose name starts with 'imagenet').")
   out = flags.DEFINE_string("out", "benchmarks/memory.jsonl", "JSON lines file to append to.")
   scan_blocks = flags.DEFINE_bool("scan_blocks", False, "Set model.scan_blocks in the "
-                                  "recipes with a transformer (one compiled block per stack).")
+                                  "recipes with a transformer (one block per stack in the program).")
   remat_blocks = flags.DEFINE_bool("remat_blocks", False, "Set model.remat_blocks (and "
                                    "model.scan_blocks) in the recipes with a transformer.")
 
