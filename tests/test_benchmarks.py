@@ -1,5 +1,6 @@
 """benchmarks/throughput.py: the real train step, timed on synthetic data."""
 
+import ast
 import importlib
 import json
 import pathlib
@@ -11,6 +12,7 @@ from benchmarks import throughput
 from configs import mae as mae_config
 from configs import simclr as simclr_config
 from repr_learn import config_schema
+from tests import config_overrides
 
 
 def test_measure_reports_every_documented_key_on_the_smoke_config(tfds_dir):
@@ -95,10 +97,13 @@ def test_the_gpu_script_asks_for_valid_configs():
   assert any(fields.get("model.remat_blocks") == "True" for _, _, fields in runs)
   for name, variant, fields in runs:
     config = importlib.import_module(f"configs.{name}").get_config(variant)
-    for dotted, text in fields.items():
-      *parents, leaf = dotted.split(".")
-      node = config
-      for part in parents:
-        node = node[part]
-      node[leaf] = type(node[leaf])(text == "True" if isinstance(node[leaf], bool) else text)
+    config_overrides.override(config, **{k: _literal(v) for k, v in fields.items()})
     config_schema.validate(config)
+
+
+def _literal(text: str):
+  """A command-line value as absl's config flags read it: a Python literal, or a string."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text

@@ -81,9 +81,9 @@ def test_the_scanned_program_holds_one_block():
   assert dots_unrolled == 6 * dots_scanned
 
 
-def _assert_scan_matches(module_class, fields, *args):
-  """Outputs and input gradients of the scanned and rematerialised stack equal
-  the unrolled stack's, and the scanned program does loop."""
+def _assert_scan_matches(module_class, fields, *args, loops=True):
+  """Outputs and gradients of the scanned and rematerialised stack equal the
+  unrolled stack's, and the scanned program loops (or, empty, does not)."""
   unrolled = module_class(**fields)
   scanned = module_class(**fields, scan_blocks=True, remat_blocks=True)
   static = tuple(i + 1 for i, a in enumerate(args) if isinstance(a, int))
@@ -97,19 +97,10 @@ def _assert_scan_matches(module_class, fields, *args):
     return step(variables), step.lower(variables).as_text()
   ((_, out_s), grads_s), program = run(scanned)
   ((_, out_u), grads_u), _ = run(unrolled)
-  assert "stablehlo.while" in program
+  assert ("stablehlo.while" in program) == loops
   np.testing.assert_allclose(out_s, out_u, rtol=1e-5, atol=1e-6)
   for a, b in zip(jax.tree.leaves(grads_s), jax.tree.leaves(grads_u)):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-7)
-
-
-def _assert_scan_matches_forward(module_class, fields, *args):
-  static = tuple(i + 1 for i, a in enumerate(args) if isinstance(a, int))
-  unrolled = module_class(**fields)
-  variables = jax.jit(unrolled.init, static_argnums=static)(jax.random.PRNGKey(1), *args)
-  scanned = module_class(**fields, scan_blocks=True)
-  np.testing.assert_allclose(jax.jit(scanned.apply, static_argnums=static)(variables, *args),
-                             jax.jit(unrolled.apply, static_argnums=static)(variables, *args))
 
 
 def test_scanned_text_tower_and_token_heads_match_the_unrolled_ones():
@@ -145,7 +136,7 @@ def test_an_empty_stack_scans_to_its_input():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 32))
   ids_keep = jnp.array([[0, 3, 5, 9], [1, 2, 8, 15]])
   kw = dict(width=32, depth=0, num_heads=2, mlp_dim=64, output_dim=12)
-  _assert_scan_matches_forward(heads.TokenDecoder, kw, x, ids_keep, 16)
+  _assert_scan_matches(heads.TokenDecoder, kw, x, ids_keep, 16, loops=False)
 
 
 def test_scan_blocks_is_refused_without_a_transformer_and_remat_without_the_scan():
