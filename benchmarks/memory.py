@@ -42,7 +42,7 @@ import numpy as np
 import throughput  # puts the repository root on sys.path
 
 from configs import common
-from repr_learn import config_schema
+from repr_learn import config_checks
 from repr_learn import parallel
 from repr_learn import train
 from repr_learn.data import catalog
@@ -61,7 +61,7 @@ def measure(config, *, devices: int) -> dict[str, Any]:
   spmd = jax.local_device_count() >= devices
   if not spmd:
     config.batch_size = global_batch // devices
-  config_schema.validate(config)
+  config_checks.validate(config)
   spec = catalog.get_spec(config.data.name)
   mesh = parallel.make_mesh(jax.local_devices()[:devices if spmd else 1])
   setup = train.build_setup(config, spec, throughput.NOMINAL_EXAMPLES[spec.name], mesh)
@@ -110,7 +110,7 @@ def main() -> None:
                       and (not variants.value or v in variants.value)]:
         config = module.get_config(variant)
         if scan_blocks.value or remat_blocks.value:
-          if not config_schema.has_transformer(config):
+          if not config_checks.has_transformer(config):
             continue
           config.model.scan_blocks = True  # remat runs inside the scan
           config.model.remat_blocks = remat_blocks.value

@@ -71,7 +71,7 @@ import ml_collections
 import numpy as np
 
 import stats
-from repr_learn import config_schema
+from repr_learn import config_checks
 from repr_learn import parallel
 from repr_learn import train
 from repr_learn.data import augment
@@ -278,7 +278,7 @@ def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
   Returns the dict described in the module doc."""
   if steps < 1 or warmup < 0:
     raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps} and {warmup}.")
-  config_schema.validate(config)
+  config_checks.validate(config)
   spec = catalog.get_spec(config.data.name)
   if num_examples is None:
     if spec.name not in NOMINAL_EXAMPLES:

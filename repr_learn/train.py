@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from repr_learn import checkpointing
+from repr_learn import config_checks
 from repr_learn import config_schema
 from repr_learn import metric_logging
 from repr_learn import models
@@ -325,7 +326,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     was interrupted or pre-empted (SIGTERM at any phase) ended early, with its
     last checkpoint saved.
   """
-  config_schema.validate(config)
+  config_checks.validate(config)
   config = config_schema.with_absolute_paths(config)  # config.json works from anywhere
   workdir = os.path.abspath(workdir)
   with notice or preemption.Notice() as notice, workdir_lib.held(workdir):

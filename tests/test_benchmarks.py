@@ -11,7 +11,7 @@ from benchmarks import memory
 from benchmarks import throughput
 from configs import mae as mae_config
 from configs import simclr as simclr_config
-from repr_learn import config_schema
+from repr_learn import config_checks
 from tests import config_overrides
 
 
@@ -98,7 +98,7 @@ def test_the_gpu_script_asks_for_valid_configs():
   for name, variant, fields in runs:
     config = importlib.import_module(f"configs.{name}").get_config(variant)
     config_overrides.override(config, **{k: _literal(v) for k, v in fields.items()})
-    config_schema.validate(config)
+    config_checks.validate(config)
 
 
 def _literal(text: str):

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from repr_learn import config_checks
 from repr_learn import config_schema
 from repr_learn.models import heads
 from repr_learn.models import text
@@ -143,10 +144,10 @@ def test_scan_blocks_is_refused_without_a_transformer_and_remat_without_the_scan
   config = config_schema.base_config()
   config.model.scan_blocks = True
   with pytest.raises(ValueError, match="model.scan_blocks.*transformer"):
-    config_schema.validate(config)
+    config_checks.validate(config)
   config = config_schema.base_config()
   config.model.update(backbone="vit_test", remat_blocks=True)
   with pytest.raises(ValueError, match="model.remat_blocks.*model.scan_blocks=True"):
-    config_schema.validate(config)
+    config_checks.validate(config)
   with pytest.raises(ValueError, match="set model.scan_blocks=True"):
     vit.ViT(**VIT, remat_blocks=True).init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)))

@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 from configs import common
-from repr_learn import config_schema
+from repr_learn import config_checks
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
                  if p.stem not in ("__init__", "common"))
@@ -18,14 +18,14 @@ CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / 
 def test_every_variant_validates(name):
   module = importlib.import_module(f"configs.{name}")
   for variant in common.variants(module):
-    config_schema.validate(module.get_config(variant))
+    config_checks.validate(module.get_config(variant))
 
 
 def test_a_decoder_width_that_does_not_split_into_its_heads_is_refused():
   config = importlib.import_module("configs.mae").get_config("digits")
   config.model.decoder.num_heads = 3
   with pytest.raises(ValueError, match="does not split into num_heads=3"):
-    config_schema.validate(config)
+    config_checks.validate(config)
 
 
 @pytest.mark.parametrize("key,value", [("model.num_heads", 12),
@@ -42,4 +42,4 @@ def test_an_option_nothing_reads_is_refused(key, value):
     node = node[part]
   node[leaf] = value
   with pytest.raises(ValueError, match="takes effect only with"):
-    config_schema.validate(config)
+    config_checks.validate(config)

@@ -327,12 +327,12 @@ def test_a_caption_table_is_a_training_source(tmp_path):
     ("model.logit_bias_init", -10.0, "a text tower"),
 ])
 def test_image_text_options_that_nothing_reads_are_refused(key, value, message):
-  from repr_learn import config_schema
+  from repr_learn import config_checks
   base = "simclr" if key == "data.tokenizer" or key == "model.logit_bias_init" else "clip"
   config = importlib.import_module(f"configs.{base}").get_config("smoke")
   config_overrides.override(config, **{key: value})
   with pytest.raises(ValueError, match=message):
-    config_schema.validate(config)
+    config_checks.validate(config)
 
 
 def test_a_text_tower_needs_captioned_data():

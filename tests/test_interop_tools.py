@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from repr_learn import config_checks
 from repr_learn import config_schema
 from repr_learn import evaluate
 from repr_learn import export
@@ -132,4 +133,4 @@ def test_exports_that_pytorch_cannot_reproduce_are_refused():
 def test_imported_workdirs_do_not_train():
   config = config_schema.with_objective(config_schema.base_config(), "imported")
   with pytest.raises(ValueError, match="trains nothing.*init_from"):
-    config_schema.validate(config)
+    config_checks.validate(config)

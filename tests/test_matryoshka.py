@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import simclr
-from repr_learn import config_schema
+from repr_learn import config_checks
 from repr_learn import embed
 from repr_learn import finished_run
 from repr_learn import objectives
@@ -83,7 +83,7 @@ def test_simclr_loss_is_the_weighted_sum_over_prefixes(efficient):
   config.model.projector.update(num_layers=1, output_dim=8)
   config.objective.update(matryoshka_dims=dims, matryoshka_weights=weights,
                           matryoshka_efficient=efficient)
-  config_schema.validate(config)
+  config_checks.validate(config)
   objective = train.build_objective(config)
   size = config.augment.crop_size
   v1, v2 = (jax.random.normal(k, (6, size, size, 3)) for k in jax.random.split(
@@ -118,7 +118,7 @@ def test_methods_without_an_embedding_loss_refuse_nested_sizes(method, reason):
   config = test_objectives.smoke(method)
   config.objective.matryoshka_dims = (4, 8)
   with pytest.raises(ValueError, match=f"cannot nest.*{reason}.*Methods that can: .*simclr"):
-    config_schema.validate(config)
+    config_checks.validate(config)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -133,7 +133,7 @@ def test_methods_without_an_embedding_loss_refuse_nested_sizes(method, reason):
 def test_bad_sizes_are_refused_in_one_line(overrides, message):
   config = config_overrides.override(simclr.get_config("smoke"), **overrides)
   with pytest.raises(ValueError, match=message):
-    config_schema.validate(config)
+    config_checks.validate(config)
 
 
 def test_sizes_must_end_at_the_feature_width():
@@ -146,7 +146,7 @@ def test_sizes_must_end_at_the_feature_width():
 
 def test_digits_variant_nests_every_evaluated_size():
   config = simclr.get_config("digits_matryoshka")
-  config_schema.validate(config)
+  config_checks.validate(config)
   assert config.objective.matryoshka_dims[:-1] == config.eval.dims
 
 
@@ -221,7 +221,7 @@ def test_every_supported_method_traces_its_nested_step(method):
   config = test_objectives.smoke(method)
   width = _feature_width(config)
   config.objective.matryoshka_dims = (2, 4, width)
-  config_schema.validate(config)
+  config_checks.validate(config)
   spec = catalog.get_spec(config.data.name)
   setup = train.build_setup(config, spec, 64, parallel.make_mesh(jax.devices()[:1]))
   state = setup.abstract_state()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import common
-from repr_learn import config_schema
+from repr_learn import config_checks
 from repr_learn import objectives
 from repr_learn import parallel
 from repr_learn import pretrained
@@ -303,7 +303,7 @@ def test_every_variant_of_every_config_is_valid(method):
   module = importlib.import_module(f"configs.{method}")
   for variant in common.variants(module):
     config = module.get_config(variant)
-    config_schema.validate(config)
+    config_checks.validate(config)
     assert config.objective.name == method
     objective = train.build_objective(config, num_examples=1000)
     assert len(objective.views) >= 1

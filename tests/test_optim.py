@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from repr_learn import config_checks
 from repr_learn import config_schema
 from repr_learn import optim
 from repr_learn.models import resnet
@@ -361,7 +362,7 @@ def test_lars_clip_lr_needs_the_solo_learn_variant():
   config = config_schema.base_config()
   config.optimizer.lars_clip_lr = True
   with pytest.raises(ValueError, match="lars_clip_lr applies to .*lars_variant='solo_learn'"):
-    config_schema.validate(config)
+    config_checks.validate(config)
 
 
 # ---------------------------------------------------------------- parameter groups
@@ -441,7 +442,7 @@ def test_steps_schedule_drops_at_the_configured_epochs():
   bad = config_schema.base_config()
   bad.optimizer.lr_decay_epochs = (10.0,)
   with pytest.raises(ValueError, match="schedule='steps'"):
-    config_schema.validate(bad)
+    config_checks.validate(bad)
 
 
 def test_adam_adds_l2_to_the_gradient_before_the_moments():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from repr_learn import config_schema
+from repr_learn import config_checks
 from repr_learn import parallel
 from repr_learn import train
 from repr_learn.data import catalog
@@ -117,4 +117,4 @@ def test_local_mirrored_and_gathered_rows_address_the_global_batch():
 def test_per_device_batchnorm_needs_the_pmap_mode():
   config = _config("simclr", **{"parallel.sync_batchnorm": False})
   with pytest.raises(ValueError, match="parallel.mode=pmap"):
-    config_schema.validate(config)
+    config_checks.validate(config)

@@ -10,7 +10,7 @@ import jax
 import pytest
 
 from configs import common
-from repr_learn import config_schema
+from repr_learn import config_checks
 from repr_learn import parallel
 from repr_learn import train
 from repr_learn.data import catalog
@@ -35,7 +35,7 @@ def _recipes():
 @pytest.mark.parametrize("method,variant", list(_recipes()))
 def test_recipe_state_and_step_trace_at_real_shapes(method, variant):
   config = importlib.import_module(f"configs.{method}").get_config(variant)
-  config_schema.validate(config)
+  config_checks.validate(config)
   if config.data.tokenizer == "clip_bpe":
     try:
       tokenizers.find_clip_vocab()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from repr_learn import config_checks
 from repr_learn import config_schema
 from repr_learn.data import catalog
 from repr_learn.data import digits
@@ -95,7 +96,7 @@ def test_storage_is_checked_against_the_dataset():
   config = config_schema.base_config()
   config.data.storage = "resised"
   with pytest.raises(ValueError, match="storage"):
-    config_schema.validate(config)
+    config_checks.validate(config)
   config.data.update(storage="resized", name="image_folder")
   with pytest.raises(ValueError, match="data.storage"):
-    config_schema.validate(config)
+    config_checks.validate(config)

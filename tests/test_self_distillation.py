@@ -436,10 +436,10 @@ def test_random_init_baseline_is_recomputed_when_evaluation_settings_change(tmp_
 
 
 def test_a_koleo_group_that_does_not_divide_the_batch_is_refused_in_one_line():
-  from repr_learn import config_schema
+  from repr_learn import config_checks
   config = dinov2_config.get_config("digits")
   config.batch_size = 96
   with pytest.raises(ValueError, match="koleo_group_size=64 must divide"):
-    config_schema.validate(config)
+    config_checks.validate(config)
   config.objective.koleo_group_size = 32
-  config_schema.validate(config)
+  config_checks.validate(config)

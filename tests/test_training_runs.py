@@ -15,6 +15,7 @@ import pytest
 from configs import scan as scan_config
 from configs import simclr as simclr_config
 from repr_learn import checkpointing
+from repr_learn import config_checks
 from repr_learn import config_schema
 from repr_learn import finished_run
 from repr_learn import parallel
@@ -194,7 +195,7 @@ def test_a_second_run_on_a_live_workdir_is_refused(tmp_path, data_dir):
 def test_values_that_would_fail_later_fail_at_validation(override, message):
   config = config_overrides.override(simclr_config.get_config("smoke"), **override)
   with pytest.raises(ValueError, match=message):
-    config_schema.validate(config)
+    config_checks.validate(config)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
