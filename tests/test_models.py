@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import moco_v3
+from repr_learn import config_checks
 from repr_learn import config_schema
 from repr_learn import models
 from repr_learn import optim
@@ -117,7 +118,7 @@ def test_frozen_patch_projection_must_be_kept_from_weight_decay():
   config = moco_v3.get_config("imagenet")
   config.optimizer.no_decay_names = ()
   with pytest.raises(ValueError, match="no_decay_names"):
-    config_schema.validate(config)
+    config_checks.validate(config)
 
 
 def test_dino_last_layer_with_learned_norm_scales_cosines_and_is_decayed():
@@ -131,3 +132,19 @@ def test_dino_last_layer_with_learned_norm_scales_cosines_and_is_decayed():
   scaled = head.apply({"params": {**params, "norm": jnp.array([[1.0, 2.0, 3.0, 4.0]])}}, x)
   np.testing.assert_allclose(scaled, fixed * jnp.array([1.0, 2.0, 3.0, 4.0]), rtol=1e-6)
   assert bool(optim.decay_mask(params)["norm"])
+
+
+def test_cosine_prototypes_scale_the_scores_not_the_kernel():
+  """Scores are cosines (checked in numpy), and the kernel enters the matrix
+  product as stored: XLA:CPU fused a column-normalised kernel into a small-batch
+  dot 40x slower (DINO's teacher head, BENCHMARKS.md)."""
+  head = heads.Prototypes(num_prototypes=6)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
+  params = head.init(jax.random.PRNGKey(1), x)["params"]
+  kernel = np.asarray(params["kernel"], np.float64)
+  want = ((np.asarray(x) / np.linalg.norm(np.asarray(x), axis=1, keepdims=True))
+          @ (kernel / np.linalg.norm(kernel, axis=0, keepdims=True)))
+  np.testing.assert_allclose(head.apply({"params": params}, x), want, rtol=1e-5, atol=1e-6)
+  jaxpr = jax.make_jaxpr(lambda k: head.apply({"params": {"kernel": k}}, x))(params["kernel"])
+  dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+  assert len(dots) == 1 and dots[0].invars[1] is jaxpr.jaxpr.invars[0]
