@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from repr_learn import checkpointing
+from repr_learn import compile_options
 from repr_learn import config_checks
 from repr_learn import config_schema
 from repr_learn import metric_logging
@@ -161,7 +162,8 @@ class Setup:
           parallel.per_device_step(step, self.mesh) if per_device else step,
           in_shardings=(state_sharding, parallel.batch_sharded(self.mesh)),
           out_shardings=(state_sharding, parallel.replicated(self.mesh)),
-          donate_argnums=(0,))
+          donate_argnums=(0,),
+          compiler_options=compile_options.for_network(self.config.model, self.mesh))
     return self._compiled[key]
 
   def _extra_shardings(self):
@@ -276,7 +278,9 @@ def _setup_from_dataset(objective, state, source, config, mesh, image_size):
     return {name: out[name]}
 
   extract = features.FeatureExtractor(outputs, mesh, image_size, config.eval.batch_size,
-                                      objective.pixel_mean, objective.pixel_std)
+                                      objective.pixel_mean, objective.pixel_std,
+                                      compiler_options=compile_options.for_network(
+                                          config.model, mesh))
   values, _ = extract(state, source)
   logging.info("Setting up %s from the %s of %d training examples.", objective.name,
                name, len(values[name]))

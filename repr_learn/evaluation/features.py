@@ -20,11 +20,12 @@ class FeatureExtractor:
 
   `passthrough` names example fields returned beside the outputs, in the same
   order (a captioned split's 'tokens' and 'num_captions', for retrieval).
+  `compiler_options`: the network's (`repr_learn.compile_options`).
   """
 
   def __init__(self, outputs: Callable, mesh, image_size: int, batch_size: int,
                mean=augment.IMAGENET_MEAN, std=augment.IMAGENET_STD,
-               passthrough: tuple[str, ...] = ()):
+               passthrough: tuple[str, ...] = (), compiler_options: dict | None = None):
     self._mesh = mesh
     self._batch_size = batch_size
     self._passthrough = passthrough
@@ -36,7 +37,8 @@ class FeatureExtractor:
     # Inputs keep the shardings they arrive with: the state as the trainer
     # holds it (replicated, but dataset-sized `extra` split over the devices),
     # the batch split by `parallel.global_batch`.
-    self._forward = jax.jit(forward, out_shardings=parallel.batch_sharded(mesh))
+    self._forward = jax.jit(forward, out_shardings=parallel.batch_sharded(mesh),
+                            compiler_options=compiler_options)
 
   def __call__(self, state, source) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """({name: [N, ...]}, labels [N]), row i being example i of `source`."""

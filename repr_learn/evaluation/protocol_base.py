@@ -11,6 +11,7 @@ from typing import Any, Callable, ClassVar
 import ml_collections
 import numpy as np
 
+from repr_learn import compile_options
 from repr_learn.data import catalog
 from repr_learn.data import sources
 from repr_learn.evaluation import features
@@ -49,9 +50,10 @@ class EvalContext:
     self.data_config = eval_data_config(config)
     self.spec = catalog.get_spec(self.data_config.name)
     self._sources = {}
+    self._compiler_options = compile_options.for_network(config.model, mesh)
     self._extract = features.FeatureExtractor(
         features.backbone_outputs(objective), mesh, image_size, config.eval.batch_size,
-        objective.pixel_mean, objective.pixel_std)
+        objective.pixel_mean, objective.pixel_std, compiler_options=self._compiler_options)
     self._cache_key, self._cache = None, {}
     self._leading_dims = None
     self._kept = {}
@@ -88,7 +90,8 @@ class EvalContext:
     """A compiled forward for protocols that need more than backbone features."""
     return features.FeatureExtractor(outputs, self.mesh, self.image_size,
                                      self.config.eval.batch_size, self.objective.pixel_mean,
-                                     self.objective.pixel_std, passthrough)
+                                     self.objective.pixel_std, passthrough,
+                                     compiler_options=self._compiler_options)
 
   def backbone_features(self, state, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(features [N, D], labels [N]) of `split`, computed once per state."""
