@@ -6,6 +6,8 @@ import json
 import pathlib
 import re
 
+import pytest
+
 from benchmarks import input_pipeline
 from benchmarks import memory
 from benchmarks import throughput
@@ -75,11 +77,11 @@ def test_input_pipeline_decodes_resizes_and_counts_cores():
   assert cores["resized"] == goal / stages["resized_store_read"]
 
 
-def _gpu_goals_configs():
-  """(config file, variant, {field: value}) for each `--config=` run of
-  benchmarks/gpu_goals.sh whose fields are written out (not shell variables)."""
-  script = pathlib.Path(__file__).parent.parent / "benchmarks" / "gpu_goals.sh"
-  text = script.read_text().replace("\\\n", " ")
+def _script_configs(script_name: str):
+  """(config file, variant, {field: value}) for each `--config=` run of the
+  benchmark script whose fields are written out (not shell variables)."""
+  script = pathlib.Path(__file__).parent.parent / "benchmarks" / script_name
+  text = script.read_text().replace("\\\n", " ").replace('"', " ")
   runs = []
   for line in text.splitlines():
     found = re.search(r"--config=configs/(\w+)\.py:(\w+)", line)
@@ -90,11 +92,15 @@ def _gpu_goals_configs():
   return runs
 
 
-def test_the_gpu_script_asks_for_valid_configs():
+@pytest.mark.parametrize("script_name", ["gpu_goals.sh", "cpu_library_fusions.sh"])
+def test_the_benchmark_scripts_ask_for_valid_configs(script_name):
   """The device lease is scarce: a typo or a refused combination in
-  gpu_goals.sh must fail here, not on the GPU."""
-  runs = _gpu_goals_configs()
-  assert any(fields.get("model.remat_blocks") == "True" for _, _, fields in runs)
+  gpu_goals.sh must fail here, not on the GPU (and in the CPU sweep, not
+  after its first half hour)."""
+  runs = _script_configs(script_name)
+  assert len(runs) >= 3
+  if script_name == "gpu_goals.sh":
+    assert any(fields.get("model.remat_blocks") == "True" for _, _, fields in runs)
   for name, variant, fields in runs:
     config = importlib.import_module(f"configs.{name}").get_config(variant)
     config_overrides.override(config, **{k: _literal(v) for k, v in fields.items()})
