@@ -81,11 +81,13 @@ def _check_ranges(config: ml_collections.ConfigDict) -> None:
   (`keep_checkpoints=0` would delete every checkpoint)."""
   from repr_learn import optim  # Local import: keeps this module free of jax.
   for key in _AT_LEAST_ONE:
-    if config_schema.get(config, key) < 1:
-      raise ValueError(f"config.{key} must be at least 1, got {config_schema.get(config, key)}.")
+    value = config_schema.get(config, key)
+    if value < 1:
+      raise ValueError(f"config.{key} must be at least 1, got {value}.")
   for key in _NON_NEGATIVE + ("optimizer.warmup_steps",):
-    if config_schema.get(config, key) is not None and config_schema.get(config, key) < 0:
-      raise ValueError(f"config.{key} must not be negative, got {config_schema.get(config, key)}.")
+    value = config_schema.get(config, key)
+    if value is not None and value < 0:
+      raise ValueError(f"config.{key} must not be negative, got {value}.")
   if config.optimizer.lars_clip_lr and not (config.optimizer.name == "lars"
                                             and config.optimizer.lars_variant == "solo_learn"):
     raise ValueError("config.optimizer.lars_clip_lr applies to optimizer.name='lars' with "
@@ -234,6 +236,7 @@ def _check_options_apply(config: ml_collections.ConfigDict) -> None:
   for key in ("embed_dim", "logit_scale_init", "logit_bias_init"):
     checks += ((f"model.{key}", text, "a text tower (model.text.size)"),)
   for key, applies, needs in checks:
-    if not applies and config_schema.get(config, key) != config_schema.get(defaults, key):
-      raise ValueError(f"config.{key}={config_schema.get(config, key)!r} takes effect only with {needs}; "
+    value = config_schema.get(config, key)
+    if not applies and value != config_schema.get(defaults, key):
+      raise ValueError(f"config.{key}={value!r} takes effect only with {needs}; "
                        "drop it or set that.")
