@@ -5,15 +5,17 @@
 # Each setting runs in its own process (XLA_FLAGS is read at start-up); the
 # settings alternate within each round, so load that comes and goes hits all.
 # With no XLA_FLAGS the step compiles with `repr_learn.compile_options`' choice
-# (ResNets: no YNNPACK convolutions; ViTs: jaxlib's defaults). jaxlib's default
-# for a ResNet is what this script measured at commit d7af13c, before that module.
+# (ResNets: YNNPACK's dot, elementwise and reduction fusions; ViTs: jaxlib's
+# defaults), recorded per run; jaxlib's default for a ResNet is what this script
+# measured at commit d7af13c, before that module ("null" compile_options there).
 #   benchmarks/cpu_library_fusions.sh [OUT_JSONL] [ROUNDS]
 set -uo pipefail
 OUT=${1:-benchmarks/cpu_library_fusions.jsonl}
 ROUNDS=${2:-2}
 SETTINGS=(
   ""                                                      # repr_learn's choice
-  "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce"  # no YNNPACK convolutions
+  "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce"  # compile_options' ResNet setting
+  "--xla_cpu_experimental_ynn_fusion_type=individual_dot"  # jaxlib's default less convolutions
   "--xla_cpu_experimental_ynn_fusion_type="                # no YNNPACK fusions
 )
 CONFIGS=(
@@ -38,11 +40,12 @@ runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
   r = json.loads(line)
   c = r["config"]
-  runs[(f"{c['method']} {c['backbone']} b{c['batch_size']}", r["machine"].get("xla_flags") or "")].append(
-      r["images_per_sec"]["median"])
-print("| step | XLA_FLAGS | images/s per round | median |")
-print("|---|---|---|---|")
-for (step, flags), rates in runs.items():
-  print(f"| {step} | `{flags or '(none)'}` | {', '.join(f'{x:.2f}' for x in rates)} | "
+  options = json.dumps(c.get("compile_options"))  # absent in records before it was logged
+  runs[(f"{c['method']} {c['backbone']} b{c['batch_size']}", r["machine"].get("xla_flags") or "",
+        options)].append(r["images_per_sec"]["median"])
+print("| step | XLA_FLAGS | compile_options | images/s per round | median |")
+print("|---|---|---|---|---|")
+for (step, flags, options), rates in runs.items():
+  print(f"| {step} | `{flags or '(none)'}` | `{options}` | {', '.join(f'{x:.2f}' for x in rates)} | "
         f"{statistics.median(rates):.2f} |")
 PY

@@ -71,6 +71,7 @@ import ml_collections
 import numpy as np
 
 import stats
+from repr_learn import compile_options
 from repr_learn import config_checks
 from repr_learn import parallel
 from repr_learn import train
@@ -332,7 +333,8 @@ def measure(config: ml_collections.ConfigDict, *, steps: int, warmup: int,
                  "dtype": config.model.dtype, "batch_size": config.batch_size,
                  "image_size": spec.image_size, "crop_size": config.augment.crop_size,
                  "nominal_examples": num_examples, "scan_blocks": config.model.scan_blocks,
-                 "remat_blocks": config.model.remat_blocks},
+                 "remat_blocks": config.model.remat_blocks,
+                 "compile_options": compile_options.for_network(config.model, mesh)},
       "steps": steps, "warmup": warmup, "num_devices": num_devices,
       "num_params": int(sum(x.size for x in jax.tree.leaves(state.params))),
       "lower_s": t1 - t0, "compile_s": t2 - t1,

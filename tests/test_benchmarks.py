@@ -81,7 +81,7 @@ def _script_configs(script_name: str):
   """(config file, variant, {field: value}) for each `--config=` run of the
   benchmark script whose fields are written out (not shell variables)."""
   script = pathlib.Path(__file__).parent.parent / "benchmarks" / script_name
-  text = script.read_text().replace("\\\n", " ").replace('"', " ")
+  text = script.read_text().replace("\\\n", " ").replace('"', "")
   runs = []
   for line in text.splitlines():
     found = re.search(r"--config=configs/(\w+)\.py:(\w+)", line)

@@ -1,6 +1,7 @@
-"""`compile_options`: ResNets on the CPU compile with their convolutions kept
-out of YNNPACK; the options reach the train step and the feature extractor,
-change no number, and a jaxlib that refuses them falls back to the defaults."""
+"""`compile_options`: ResNets on the CPU compile with YNNPACK's fused products
+and most convolutions in XLA; the options reach the train step and the
+evaluation forwards, change no number, and a jaxlib that refuses them falls
+back to the defaults."""
 
 import importlib
 
@@ -15,7 +16,7 @@ from repr_learn import models
 from repr_learn import parallel
 from repr_learn import train
 from repr_learn.data import catalog
-from repr_learn.evaluation import features
+from repr_learn.evaluation import protocols
 
 BOGUS = {"xla_cpu_no_such_option": "1"}
 
@@ -27,10 +28,10 @@ def _model(backbone):
 
 
 def test_resnets_on_the_cpu_keep_convolutions_out_of_ynnpack(monkeypatch):
-  mesh = parallel.make_mesh(jax.devices()[:1])
+  mesh = parallel.make_mesh(jax.devices("cpu")[:1])
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
   chosen = compile_options.for_network(_model("resnet50"), mesh)
-  assert chosen == compile_options.CONVOLUTIONS_IN_XLA
+  assert chosen == compile_options.RESNET_ON_CPU
   assert compile_options.for_network(_model("vit_small"), mesh) is None
   monkeypatch.setenv("XLA_FLAGS", f"--{compile_options.YNN_FUSION_TYPE}=")  # the user's choice
   assert compile_options.for_network(_model("resnet50"), mesh) is None
@@ -38,7 +39,7 @@ def test_resnets_on_the_cpu_keep_convolutions_out_of_ynnpack(monkeypatch):
 
 def test_an_option_this_jaxlib_refuses_falls_back_to_the_defaults():
   assert not compile_options._accepted(tuple(BOGUS.items()))
-  assert compile_options._accepted(tuple(compile_options.CONVOLUTIONS_IN_XLA.items()))
+  assert compile_options._accepted(tuple(compile_options.RESNET_ON_CPU.items()))
 
 
 def test_the_options_change_no_number():
@@ -52,24 +53,26 @@ def test_the_options_change_no_number():
 
   grad = jax.value_and_grad(loss)
   want = jax.jit(grad)(variables["params"])
-  got = jax.jit(grad, compiler_options=compile_options.CONVOLUTIONS_IN_XLA)(variables["params"])
+  got = jax.jit(grad, compiler_options=compile_options.RESNET_ON_CPU)(variables["params"])
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), got, want)
 
 
-def test_the_train_step_and_the_feature_extractor_compile_with_them(monkeypatch):
-  """Wiring: an option XLA refuses, handed out for the network, fails both
-  programs' compilation, so the real ones reach it."""
+def test_the_train_step_and_the_evaluation_forwards_compile_with_them(monkeypatch):
+  """Wiring: an option XLA refuses, handed out for the network, fails the
+  compilation of the train step and of the evaluation context's forwards, so
+  the real ones reach them."""
   monkeypatch.setattr(compile_options, "for_network", lambda model, mesh: dict(BOGUS))
   config = importlib.import_module("configs.simclr").get_config("smoke")
   config.seed = 20261205  # a Setup of its own (build_setup memoises per config)
-  mesh = parallel.make_mesh(jax.devices()[:1])
+  mesh = parallel.make_mesh(jax.devices("cpu")[:1])
   spec = catalog.get_spec(config.data.name)
   setup = train.build_setup(config, spec, 64, mesh)
   state = setup.abstract_state()
   with pytest.raises(jax.errors.JaxRuntimeError, match="xla_cpu_no_such_option"):
     setup.compiled_train_step(state).lower(state, setup.abstract_batch(spec)).compile()
-  extractor = features.FeatureExtractor(lambda p, b, e, x: {"features": x}, mesh, 8, 8,
-                                        compiler_options=compile_options.for_network(None, mesh))
-  with pytest.raises(jax.errors.JaxRuntimeError, match="xla_cpu_no_such_option"):
-    extractor._forward.lower(None, None, None, jnp.zeros((8, 8, 8, 3), jnp.uint8),
-                             None).compile()
+  context = protocols.EvalContext(setup.objective, config, mesh, config.augment.crop_size)
+  images = jnp.zeros((8, spec.image_size, spec.image_size, 3), jnp.uint8)
+  for extractor in (context._extract, context.extractor(lambda p, b, e, x: {"features": x})):
+    with pytest.raises(jax.errors.JaxRuntimeError, match="xla_cpu_no_such_option"):
+      extractor._forward.lower(state.params, state.batch_stats, state.extra, images,
+                               None).compile()
