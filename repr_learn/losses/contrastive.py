@@ -9,9 +9,14 @@ import jax
 import jax.numpy as jnp
 
 
+def inverse_norm(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+  """1 / ||x|| along `axis` (kept, size 1), with ||x||^2 floored at `eps`."""
+  return jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), eps))
+
+
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
   """x / ||x||, safe at zero (the gradient stays finite)."""
-  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), eps))
+  return x * inverse_norm(x, axis, eps)
 
 
 def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float) -> jax.Array:

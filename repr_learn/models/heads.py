@@ -114,8 +114,7 @@ class Prototypes(nn.Module):
     # rather than the [D, K] kernel. Same computation; XLA:CPU's library
     # fusion of a small-batch dot with the normalised kernel ran 40x slower
     # (DINO's 65536 prototypes: 5.4 s against 0.13 s; BENCHMARKS.md).
-    inverse_norms = jax.lax.rsqrt(jnp.maximum(jnp.sum(kernel * kernel, axis=0), 1e-12))
-    scores = (contrastive.l2_normalize(x) @ kernel) * inverse_norms
+    scores = (contrastive.l2_normalize(x) @ kernel) * contrastive.inverse_norm(kernel, axis=0)
     if self.learned_norm:
       scores = scores * self.param("norm", nn.initializers.ones, (1, self.num_prototypes),
                                    jnp.float32)
